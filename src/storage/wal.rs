@@ -1,0 +1,630 @@
+//! The write-ahead log: the single durability point of a shard.
+//!
+//! The log is a sequence of segment files (`wal-<seq>.log`, see [`super::files`]). Each holds
+//! back-to-back records:
+//!
+//! ```text
+//!   +-----------+-------------------+--------------------------------------------+
+//!   | len u32LE | crc32c(payload)   | payload (len bytes)                        |
+//!   |           | u32LE             |   kind u8 = 1 Batch   commit_ts u64, ops   |
+//!   |           |                   |   kind u8 = 2 Prepare txid u64, ops        |
+//!   |           |                   |   kind u8 = 3 Commit  txid u64, commit_ts  |
+//!   |           |                   |   kind u8 = 4 Abort   txid u64             |
+//!   +-----------+-------------------+--------------------------------------------+
+//!   ops = count u32, then per op: key_len u32, key, tag u8 (0 tombstone, 1 value),
+//!         and for values: val_len u32, val. All integers little-endian.
+//! ```
+//!
+//! A record is written with one `write` call and, under [`SyncMode::Fsync`], made durable with
+//! `fdatasync` before the caller is told it succeeded. Consequently only the very last record of
+//! the newest segment can be torn by a crash, and such a record was never acknowledged.
+//!
+//! Replay distinguishes the two kinds of damage:
+//! - a bad record in the **last** segment that is plainly the tail of an interrupted append
+//!   (header or payload runs past end-of-file, the bad record ends exactly at end-of-file, or
+//!   everything from it to end-of-file is zero fill) is a torn tail: replay stops there and the
+//!   caller truncates it away;
+//! - any other bad record (wrong checksum or impossible length followed by more data, a bad
+//!   record in an older segment, or a checksum-valid payload that does not decode) is a
+//!   [`StorageError::Corruption`] naming the file and offset. Nothing is skipped silently.
+//!
+//! A length of zero is never valid (every payload has a kind byte), which keeps zero-filled
+//! tails (whose "checksum" of an empty payload would be 0 and match) from parsing as records.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::files::{read_exact_at, sync_dir, wal_path};
+use super::{Result, StorageError, SyncMode, WriteOp, corruption, io_err};
+
+/// Upper bound on one record's payload. Larger batches are rejected up front; on replay a
+/// larger length field can only be damage.
+pub(crate) const MAX_RECORD_BYTES: usize = 1 << 30;
+const HEADER_LEN: usize = 8;
+
+const KIND_BATCH: u8 = 1;
+const KIND_PREPARE: u8 = 2;
+const KIND_COMMIT: u8 = 3;
+const KIND_ABORT: u8 = 4;
+
+const TAG_TOMBSTONE: u8 = 0;
+const TAG_VALUE: u8 = 1;
+
+/// A decoded WAL record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WalRecord {
+    /// A one-phase commit: all ops become visible at `commit_ts`.
+    Batch { commit_ts: u64, ops: Vec<WriteOp> },
+    /// Ops held durably under `txid`, invisible until a matching `Commit`.
+    Prepare { txid: u64, ops: Vec<WriteOp> },
+    /// The prepared ops of `txid` become visible at `commit_ts`.
+    Commit { txid: u64, commit_ts: u64 },
+    /// The prepared ops of `txid` are discarded.
+    Abort { txid: u64 },
+}
+
+/// Builds a complete frame (header + payload) in one buffer so the append is one `write`.
+struct FrameBuilder {
+    buf: Vec<u8>,
+}
+
+impl FrameBuilder {
+    fn new(kind: u8, payload_hint: usize) -> FrameBuilder {
+        let mut buf = Vec::with_capacity(HEADER_LEN + 1 + payload_hint);
+        buf.extend_from_slice(&[0u8; HEADER_LEN]);
+        buf.push(kind);
+        FrameBuilder { buf }
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn ops(&mut self, ops: &[WriteOp]) -> Result<()> {
+        self.u32(len_u32(ops.len(), "op count")?);
+        for op in ops {
+            self.u32(len_u32(op.key.len(), "key length")?);
+            self.buf.extend_from_slice(&op.key);
+            match &op.value {
+                None => self.buf.push(TAG_TOMBSTONE),
+                Some(v) => {
+                    self.buf.push(TAG_VALUE);
+                    self.u32(len_u32(v.len(), "value length")?);
+                    self.buf.extend_from_slice(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        let payload_len = self.buf.len() - HEADER_LEN;
+        if payload_len > MAX_RECORD_BYTES {
+            return Err(StorageError::InvalidArgument(format!(
+                "WAL record of {payload_len} bytes exceeds the {MAX_RECORD_BYTES}-byte limit"
+            )));
+        }
+        let crc = crc32c::crc32c(&self.buf[HEADER_LEN..]);
+        self.buf[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        Ok(self.buf)
+    }
+}
+
+fn len_u32(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| StorageError::InvalidArgument(format!("{what} {n} too large")))
+}
+
+fn ops_size_hint(ops: &[WriteOp]) -> usize {
+    ops.iter()
+        .map(|o| 9 + o.key.len() + o.value.as_ref().map_or(0, |v| v.len()))
+        .sum::<usize>()
+        + 4
+}
+
+pub(crate) fn encode_batch(commit_ts: u64, ops: &[WriteOp]) -> Result<Vec<u8>> {
+    let mut f = FrameBuilder::new(KIND_BATCH, 8 + ops_size_hint(ops));
+    f.u64(commit_ts);
+    f.ops(ops)?;
+    f.finish()
+}
+
+pub(crate) fn encode_prepare(txid: u64, ops: &[WriteOp]) -> Result<Vec<u8>> {
+    let mut f = FrameBuilder::new(KIND_PREPARE, 8 + ops_size_hint(ops));
+    f.u64(txid);
+    f.ops(ops)?;
+    f.finish()
+}
+
+pub(crate) fn encode_commit(txid: u64, commit_ts: u64) -> Result<Vec<u8>> {
+    let mut f = FrameBuilder::new(KIND_COMMIT, 16);
+    f.u64(txid);
+    f.u64(commit_ts);
+    f.finish()
+}
+
+pub(crate) fn encode_abort(txid: u64) -> Result<Vec<u8>> {
+    let mut f = FrameBuilder::new(KIND_ABORT, 8);
+    f.u64(txid);
+    f.finish()
+}
+
+/// Bounds-checked little-endian reader over a payload.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| format!("payload truncated at byte {}", self.pos))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn ops(&mut self) -> std::result::Result<Vec<WriteOp>, String> {
+        let n = self.u32()? as usize;
+        // Each op needs at least 5 bytes, so a count larger than that is damage, and bounding
+        // the allocation by it keeps a bad count from reserving gigabytes.
+        let mut ops = Vec::with_capacity(n.min((self.buf.len() - self.pos) / 5));
+        for _ in 0..n {
+            let klen = self.u32()? as usize;
+            let key = self.take(klen)?.to_vec();
+            let value = match self.u8()? {
+                TAG_TOMBSTONE => None,
+                TAG_VALUE => {
+                    let vlen = self.u32()? as usize;
+                    Some(self.take(vlen)?.to_vec())
+                }
+                t => return Err(format!("unknown op tag {t}")),
+            };
+            ops.push(WriteOp { key, value });
+        }
+        Ok(ops)
+    }
+}
+
+/// Decodes a checksum-verified payload.
+pub(crate) fn decode(payload: &[u8]) -> std::result::Result<WalRecord, String> {
+    let mut c = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let rec = match c.u8()? {
+        KIND_BATCH => WalRecord::Batch {
+            commit_ts: c.u64()?,
+            ops: c.ops()?,
+        },
+        KIND_PREPARE => WalRecord::Prepare {
+            txid: c.u64()?,
+            ops: c.ops()?,
+        },
+        KIND_COMMIT => WalRecord::Commit {
+            txid: c.u64()?,
+            commit_ts: c.u64()?,
+        },
+        KIND_ABORT => WalRecord::Abort { txid: c.u64()? },
+        k => return Err(format!("unknown record kind {k}")),
+    };
+    if c.pos != payload.len() {
+        return Err(format!(
+            "{} trailing bytes after record",
+            payload.len() - c.pos
+        ));
+    }
+    Ok(rec)
+}
+
+/// The append handle of the active segment. Owned by the engine's writer lock, so appends are
+/// serialized and records never interleave.
+pub(crate) struct WalWriter {
+    file: File,
+    path: PathBuf,
+    seq: u64,
+    len: u64,
+    sync: SyncMode,
+}
+
+impl WalWriter {
+    /// Creates segment `seq` (which must not exist) and makes its directory entry durable, so a
+    /// record later fsynced into it cannot vanish with the entry.
+    pub(crate) fn create(dir: &Path, seq: u64, sync: SyncMode) -> Result<WalWriter> {
+        let path = wal_path(dir, seq);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(dir)?;
+        tracing::debug!(path = %path.display(), "created WAL segment");
+        Ok(WalWriter {
+            file,
+            path,
+            seq,
+            len: 0,
+            sync,
+        })
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a frame without syncing. On error the segment may hold a partial frame, so the
+    /// caller must stop appending to it.
+    pub(crate) fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.file.write_all(frame).map_err(io_err(&self.path))?;
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (a no-op under [`SyncMode::None`]).
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        if self.sync == SyncMode::Fsync {
+            self.file.sync_data().map_err(io_err(&self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable regardless of the sync mode. Used when older
+    /// segments are about to be deleted, which must never depend on an unsynced write.
+    pub(crate) fn force_sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(io_err(&self.path))
+    }
+
+    /// Appends one frame and makes it durable according to the sync mode.
+    pub(crate) fn append(&mut self, frame: &[u8]) -> Result<()> {
+        self.write_frame(frame)?;
+        self.sync()
+    }
+
+    /// Best-effort durability on close even in [`SyncMode::None`].
+    pub(crate) fn sync_on_close(&mut self) {
+        if let Err(e) = self.file.sync_data() {
+            tracing::warn!(path = %self.path.display(), error = %e, "WAL sync on close failed");
+        }
+    }
+}
+
+/// How replay of one segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplayOutcome {
+    /// Offset just past the last good record.
+    pub valid_len: u64,
+    /// Size of the file when replay began.
+    pub file_len: u64,
+    /// Why the bytes past `valid_len` were judged a torn tail, if there were any.
+    pub torn: Option<String>,
+}
+
+/// Replays one segment, feeding each good record to `apply` in order.
+///
+/// `is_last` must be true only for the newest segment: only there may a torn tail exist.
+pub(crate) fn replay_segment(
+    path: &Path,
+    is_last: bool,
+    mut apply: impl FnMut(WalRecord) -> Result<()>,
+) -> Result<ReplayOutcome> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut off = 0u64;
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload = Vec::new();
+
+    'records: while off < file_len {
+        let remaining = file_len - off;
+        // `past_eof` / `at_eof` describe where the damaged record would end; they decide
+        // whether the damage looks like an interrupted append.
+        let (reason, past_eof, at_eof) = 'record: {
+            if remaining < HEADER_LEN as u64 {
+                break 'record ("incomplete record header".to_owned(), true, false);
+            }
+            reader.read_exact(&mut header).map_err(io_err(path))?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as u64;
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            let end = HEADER_LEN as u64 + len;
+            if end > remaining {
+                break 'record (
+                    format!("record length {len} runs past end of file"),
+                    true,
+                    false,
+                );
+            }
+            if len == 0 || len > MAX_RECORD_BYTES as u64 {
+                break 'record (
+                    format!("impossible record length {len}"),
+                    false,
+                    end == remaining,
+                );
+            }
+            payload.resize(len as usize, 0);
+            reader.read_exact(&mut payload).map_err(io_err(path))?;
+            if crc32c::crc32c(&payload) != crc {
+                break 'record ("checksum mismatch".to_owned(), false, end == remaining);
+            }
+            // The checksum matched, so these are the bytes that were written: failing to
+            // decode them is never a torn write.
+            let rec = decode(&payload).map_err(|d| {
+                corruption(path, format!("undecodable WAL record at offset {off}: {d}"))
+            })?;
+            apply(rec)?;
+            off += end;
+            continue 'records;
+        };
+
+        let torn =
+            is_last && (past_eof || at_eof || zero_from(reader.get_ref(), path, off, file_len)?);
+        if !torn {
+            return Err(corruption(
+                path,
+                format!("bad WAL record at offset {off}: {reason}"),
+            ));
+        }
+        return Ok(ReplayOutcome {
+            valid_len: off,
+            file_len,
+            torn: Some(reason),
+        });
+    }
+    Ok(ReplayOutcome {
+        valid_len: off,
+        file_len,
+        torn: None,
+    })
+}
+
+/// True if every byte in `[from, to)` is zero: the shape of space a filesystem extended but an
+/// interrupted write never filled.
+fn zero_from(file: &File, path: &Path, from: u64, to: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(buf.len());
+        read_exact_at(file, &mut buf[..n], pos).map_err(io_err(path))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+/// Cuts a segment back to `len` bytes and makes the new length durable, so the torn bytes can
+/// never be mistaken for data after a later append or crash.
+pub(crate) fn truncate_segment(path: &Path, len: u64) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.set_len(len).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_records() -> Vec<WalRecord> {
+        vec![
+            WalRecord::Batch {
+                commit_ts: 7,
+                ops: vec![
+                    WriteOp::put(b"k1".to_vec(), b"v1".to_vec()),
+                    WriteOp::delete(b"k2".to_vec()),
+                    WriteOp::put(Vec::new(), Vec::new()),
+                ],
+            },
+            WalRecord::Prepare {
+                txid: 99,
+                ops: vec![WriteOp::put(b"p".to_vec(), vec![0xAB; 300])],
+            },
+            WalRecord::Commit {
+                txid: 99,
+                commit_ts: 12,
+            },
+            WalRecord::Abort { txid: 5 },
+            WalRecord::Batch {
+                commit_ts: u64::MAX,
+                ops: vec![],
+            },
+        ]
+    }
+
+    fn encode(rec: &WalRecord) -> Vec<u8> {
+        match rec {
+            WalRecord::Batch { commit_ts, ops } => encode_batch(*commit_ts, ops),
+            WalRecord::Prepare { txid, ops } => encode_prepare(*txid, ops),
+            WalRecord::Commit { txid, commit_ts } => encode_commit(*txid, *commit_ts),
+            WalRecord::Abort { txid } => encode_abort(*txid),
+        }
+        .unwrap()
+    }
+
+    fn write_segment(dir: &Path, seq: u64, recs: &[WalRecord]) -> (PathBuf, Vec<u64>) {
+        let mut w = WalWriter::create(dir, seq, SyncMode::None).unwrap();
+        let mut offsets = Vec::new();
+        for r in recs {
+            offsets.push(w.len());
+            w.append(&encode(r)).unwrap();
+        }
+        (w.path().to_path_buf(), offsets)
+    }
+
+    fn replay(path: &Path, is_last: bool) -> Result<(Vec<WalRecord>, ReplayOutcome)> {
+        let mut got = Vec::new();
+        let out = replay_segment(path, is_last, |r| {
+            got.push(r);
+            Ok(())
+        })?;
+        Ok((got, out))
+    }
+
+    #[test]
+    fn records_encode_and_decode() {
+        for rec in sample_records() {
+            let frame = encode(&rec);
+            let len = u32::from_le_bytes(frame[0..4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap());
+            assert_eq!(len, frame.len() - HEADER_LEN);
+            assert_eq!(crc, crc32c::crc32c(&frame[HEADER_LEN..]));
+            assert_eq!(decode(&frame[HEADER_LEN..]).unwrap(), rec);
+        }
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[9]).is_err());
+        let mut frame = encode(&WalRecord::Abort { txid: 1 });
+        frame.push(0);
+        assert!(decode(&frame[HEADER_LEN..]).is_err());
+    }
+
+    #[test]
+    fn segment_replays_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let (path, _) = write_segment(dir.path(), 1, &recs);
+        let (got, out) = replay(&path, true).unwrap();
+        assert_eq!(got, recs);
+        assert_eq!(out.torn, None);
+        assert_eq!(out.valid_len, out.file_len);
+    }
+
+    #[test]
+    fn torn_tail_is_reported_and_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let (path, offsets) = write_segment(dir.path(), 1, &recs);
+        let full = std::fs::metadata(&path).unwrap().len();
+        let last = *offsets.last().unwrap();
+        // Every way of cutting the last record short is a torn tail.
+        for cut in [last + 1, last + 5, last + 8, full - 1] {
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(cut).unwrap();
+            let (got, out) = replay(&path, true).unwrap();
+            assert_eq!(got, recs[..recs.len() - 1], "cut at {cut}");
+            assert_eq!(out.valid_len, last);
+            assert!(out.torn.is_some());
+            truncate_segment(&path, out.valid_len).unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), last);
+            let (again, out) = replay(&path, true).unwrap();
+            assert_eq!(again.len(), recs.len() - 1);
+            assert_eq!(out.torn, None);
+            // Restore the full record for the next cut.
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            f.write_all(&encode(recs.last().unwrap())).unwrap();
+        }
+    }
+
+    #[test]
+    fn zero_filled_and_scribbled_tails_are_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let (path, _) = write_segment(dir.path(), 1, &recs);
+        let good = std::fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0u8; 4096]).unwrap();
+        let (got, out) = replay(&path, true).unwrap();
+        assert_eq!(got, recs);
+        assert_eq!(out.valid_len, good);
+        assert!(out.torn.is_some());
+
+        // A full-length final record whose bytes never all reached the disk.
+        truncate_segment(&path, good).unwrap();
+        let mut frame = encode(&recs[0]);
+        let n = frame.len();
+        frame[n - 1] ^= 0xFF;
+        f.write_all(&frame).unwrap();
+        let (got, out) = replay(&path, true).unwrap();
+        assert_eq!(got, recs);
+        assert_eq!(out.valid_len, good);
+    }
+
+    #[test]
+    fn mid_log_corruption_is_an_error_naming_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let (path, offsets) = write_segment(dir.path(), 1, &recs);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let victim = offsets[1] as usize + HEADER_LEN + 3;
+        bytes[victim] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        for is_last in [true, false] {
+            let err = replay(&path, is_last).unwrap_err();
+            match &err {
+                StorageError::Corruption { path: p, detail } => {
+                    assert_eq!(p, &path);
+                    assert!(
+                        detail.contains(&format!("offset {}", offsets[1])),
+                        "{detail}"
+                    );
+                }
+                other => panic!("expected corruption, got {other:?}"),
+            }
+            assert!(err.to_string().contains("wal-00000000000000000001.log"));
+        }
+    }
+
+    #[test]
+    fn damaged_tail_of_an_older_segment_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let (path, offsets) = write_segment(dir.path(), 1, &recs);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(offsets[4] + 3).unwrap();
+        assert!(matches!(
+            replay(&path, false),
+            Err(StorageError::Corruption { .. })
+        ));
+        assert!(replay(&path, true).unwrap().1.torn.is_some());
+    }
+
+    #[test]
+    fn checksum_valid_but_undecodable_is_an_error_even_at_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_path(dir.path(), 1);
+        let payload = [42u8, 1, 2, 3];
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        std::fs::write(&path, &frame).unwrap();
+        assert!(matches!(
+            replay(&path, true),
+            Err(StorageError::Corruption { .. })
+        ));
+    }
+}
