@@ -1,0 +1,287 @@
+//! The catalog: tables and views, durable in the cluster's metadata store.
+//!
+//! Definitions live in memory behind a lock for binding, and every change is first written to the
+//! metadata engine (a storage [`Engine`] of its own, with its own WAL) so that it survives
+//! `kill -9`. Table ids are never reused: a dropped table's rows may linger on shards after a
+//! crash between "catalog entry removed" and "rows deleted", and a fresh id keeps them unreachable.
+//!
+//! Invariants: names are unique across tables and views (as PostgreSQL relations are); a table's
+//! primary key columns are NOT NULL; a table without a declared primary key has a hidden
+//! `_rowid bigint` column last, filled with Snowflake ids, which is its key.
+
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::shard::storage_error;
+use crate::storage::{Engine, WriteBatch, WriteOp};
+use crate::types::DataType;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Name of the hidden key column of tables without a primary key.
+pub const ROWID_COLUMN: &str = "_rowid";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: DataType,
+    pub nullable: bool,
+    /// The DEFAULT expression as SQL text, bound when a row is inserted.
+    pub default: Option<String>,
+    /// Hidden columns (the generated row id) are not part of `*` or of INSERT's column list.
+    pub hidden: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: u32,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Indexes into `columns` forming the primary key, in key order.
+    pub primary_key: Vec<usize>,
+}
+
+impl TableDef {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+    pub fn has_hidden_rowid(&self) -> bool {
+        self.columns.last().is_some_and(|c| c.hidden)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    /// The defining query as SQL text; re-bound at each use.
+    pub sql: String,
+    /// Explicit column names from `CREATE VIEW v (a, b)`, if given.
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Relation {
+    Table(Arc<TableDef>),
+    View(Arc<ViewDef>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Stored {
+    Table(TableDef),
+    View(ViewDef),
+}
+
+#[derive(Default)]
+struct State {
+    relations: HashMap<String, Relation>,
+    next_table_id: u32,
+}
+
+pub struct Catalog {
+    meta: Arc<Engine>,
+    state: RwLock<State>,
+    /// Serializes catalog writes so that ids and versions are assigned in order.
+    write: Mutex<()>,
+}
+
+const REL_PREFIX: &[u8] = b"c/rel/";
+const NEXT_ID_KEY: &[u8] = b"c/next_table_id";
+const READ_LATEST: u64 = u64::MAX;
+
+impl Catalog {
+    /// Loads the catalog from the metadata engine.
+    pub fn load(meta: Arc<Engine>) -> SqlResult<Catalog> {
+        let mut state = State {
+            relations: HashMap::new(),
+            next_table_id: 1,
+        };
+        let mut start: std::ops::Bound<Vec<u8>> = std::ops::Bound::Included(REL_PREFIX.to_vec());
+        let mut end = REL_PREFIX.to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        loop {
+            let page = meta
+                .scan(
+                    match &start {
+                        std::ops::Bound::Included(k) => std::ops::Bound::Included(k.as_slice()),
+                        std::ops::Bound::Excluded(k) => std::ops::Bound::Excluded(k.as_slice()),
+                        std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
+                    },
+                    std::ops::Bound::Excluded(end.as_slice()),
+                    READ_LATEST,
+                    256,
+                )
+                .map_err(storage_error)?;
+            let full = page.len() == 256;
+            for (key, value) in &page {
+                let stored: Stored = serde_json::from_slice(value).map_err(|e| {
+                    SqlError::new(
+                        sqlstate::DATA_CORRUPTED,
+                        format!(
+                            "catalog entry {} is unreadable: {e}",
+                            String::from_utf8_lossy(key)
+                        ),
+                    )
+                })?;
+                match stored {
+                    Stored::Table(t) => {
+                        state.next_table_id = state.next_table_id.max(t.id + 1);
+                        state
+                            .relations
+                            .insert(t.name.clone(), Relation::Table(Arc::new(t)));
+                    }
+                    Stored::View(v) => {
+                        state
+                            .relations
+                            .insert(v.name.clone(), Relation::View(Arc::new(v)));
+                    }
+                }
+            }
+            match (full, page.last()) {
+                (true, Some((k, _))) => start = std::ops::Bound::Excluded(k.clone()),
+                _ => break,
+            }
+        }
+        if let Some(bytes) = meta.get(NEXT_ID_KEY, READ_LATEST).map_err(storage_error)? {
+            if let Ok(arr) = <[u8; 4]>::try_from(bytes.as_slice()) {
+                state.next_table_id = state.next_table_id.max(u32::from_be_bytes(arr));
+            }
+        }
+        Ok(Catalog {
+            meta,
+            state: RwLock::new(state),
+            write: Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Relation> {
+        self.state.read().relations.get(name).cloned()
+    }
+
+    pub fn table(&self, name: &str) -> SqlResult<Arc<TableDef>> {
+        match self.get(name) {
+            Some(Relation::Table(t)) => Ok(t),
+            Some(Relation::View(_)) => Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{name}\" is a view, not a table"),
+            )),
+            None => Err(undefined_table(name)),
+        }
+    }
+
+    pub fn tables(&self) -> Vec<Arc<TableDef>> {
+        let state = self.state.read();
+        let mut v: Vec<_> = state
+            .relations
+            .values()
+            .filter_map(|r| match r {
+                Relation::Table(t) => Some(t.clone()),
+                Relation::View(_) => None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Creates a table, assigning its id. Returns `Ok(None)` when it exists and `if_not_exists`.
+    pub fn create_table(
+        &self,
+        mut def: TableDef,
+        if_not_exists: bool,
+    ) -> SqlResult<Option<Arc<TableDef>>> {
+        let _w = self.write.lock();
+        if self.state.read().relations.contains_key(&def.name) {
+            if if_not_exists {
+                return Ok(None);
+            }
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        let id = self.state.read().next_table_id;
+        def.id = id;
+        let ops = vec![
+            WriteOp {
+                key: rel_key(&def.name),
+                value: Some(encode(&Stored::Table(def.clone()))?),
+            },
+            WriteOp {
+                key: NEXT_ID_KEY.to_vec(),
+                value: Some((id + 1).to_be_bytes().to_vec()),
+            },
+        ];
+        self.persist(ops)?;
+        let def = Arc::new(def);
+        let mut state = self.state.write();
+        state.next_table_id = id + 1;
+        state
+            .relations
+            .insert(def.name.clone(), Relation::Table(def.clone()));
+        Ok(Some(def))
+    }
+
+    pub fn create_view(&self, def: ViewDef, or_replace: bool) -> SqlResult<()> {
+        let _w = self.write.lock();
+        match self.state.read().relations.get(&def.name) {
+            Some(Relation::View(_)) if or_replace => {}
+            Some(_) => {
+                return Err(SqlError::new(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{}\" already exists", def.name),
+                ));
+            }
+            None => {}
+        }
+        self.persist(vec![WriteOp {
+            key: rel_key(&def.name),
+            value: Some(encode(&Stored::View(def.clone()))?),
+        }])?;
+        self.state
+            .write()
+            .relations
+            .insert(def.name.clone(), Relation::View(Arc::new(def)));
+        Ok(())
+    }
+
+    /// Removes a relation's definition. The caller deletes a table's rows afterwards.
+    pub fn drop_relation(&self, name: &str) -> SqlResult<Relation> {
+        let _w = self.write.lock();
+        let rel = self
+            .state
+            .read()
+            .relations
+            .get(name)
+            .cloned()
+            .ok_or_else(|| undefined_table(name))?;
+        self.persist(vec![WriteOp {
+            key: rel_key(name),
+            value: None,
+        }])?;
+        self.state.write().relations.remove(name);
+        Ok(rel)
+    }
+
+    fn persist(&self, ops: Vec<WriteOp>) -> SqlResult<()> {
+        let commit_ts = self.meta.max_committed_ts() + 1;
+        self.meta
+            .apply(&WriteBatch { commit_ts, ops })
+            .map_err(storage_error)
+    }
+}
+
+pub fn undefined_table(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::UNDEFINED_TABLE,
+        format!("relation \"{name}\" does not exist"),
+    )
+}
+
+fn rel_key(name: &str) -> Vec<u8> {
+    let mut k = REL_PREFIX.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn encode(stored: &Stored) -> SqlResult<Vec<u8>> {
+    serde_json::to_vec(stored).map_err(|e| SqlError::internal(format!("catalog encode: {e}")))
+}
