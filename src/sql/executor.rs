@@ -1,0 +1,699 @@
+//! Executes plans: scans go to shards through the coordinator; everything above a scan runs at
+//! the coordinator over materialized rows.
+//!
+//! This first executor materializes each operator's output. Scans page through shards
+//! `SCAN_PAGE` rows at a time, so no single shard response is unbounded, but results are held in
+//! memory until the statement finishes; a streaming (pull-based) executor with spill-to-disk sort
+//! and aggregation replaces this when result streaming is bounded end to end.
+//!
+//! Uncorrelated subqueries run once per statement (cached by subquery id); correlated ones run
+//! per outer row with the outer rows passed down as evaluation context.
+
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::placement::Placement;
+use crate::rpc::{ScanRequest, ShardRequest, ShardResponse};
+use crate::shard::keys;
+use crate::sql::expr::{EvalContext, Expr, SubqueryRunner};
+use crate::sql::plan::{Access, AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
+use crate::txn::coordinator::Coordinator;
+use crate::types::arith::{self, ArithOp};
+use crate::types::cast::{self, CastContext};
+use crate::types::{DataType, Row, Value, compare, keycode};
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+use std::rc::Rc;
+
+/// Rows examined per shard scan request.
+pub const SCAN_PAGE: usize = 1024;
+
+pub struct Executor<'a> {
+    pub coord: &'a Coordinator,
+    pub placement: &'a Placement,
+    pub read_ts: u64,
+    pub params: &'a [Value],
+    cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
+}
+
+/// Encodes the primary key of a stored row.
+pub fn encode_pk(row: &[Value], pk: &[usize], types: &[DataType]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    for &i in pk {
+        keycode::encode_key_value(&row[i], types[i], &mut out);
+    }
+    out
+}
+
+fn encode_tuple(values: &[Value], types: &[DataType]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    for (v, t) in values.iter().zip(types) {
+        keycode::encode_key_value(v, *t, &mut out);
+    }
+    out
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        coord: &'a Coordinator,
+        placement: &'a Placement,
+        read_ts: u64,
+        params: &'a [Value],
+    ) -> Executor<'a> {
+        Executor {
+            coord,
+            placement,
+            read_ts,
+            params,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn ctx<'c>(&'c self, outer: &[&'c [Value]]) -> EvalContext<'c> {
+        EvalContext {
+            params: self.params,
+            outer: outer.to_vec(),
+            subqueries: Some(self),
+        }
+    }
+
+    pub fn run(&self, plan: &Plan, outer: &[&[Value]]) -> SqlResult<Vec<Row>> {
+        match plan {
+            Plan::Scan {
+                table_id,
+                column_types,
+                primary_key,
+                access,
+                filter,
+                ..
+            } => self.scan(*table_id, column_types, primary_key, access, filter, outer),
+            Plan::Values { rows, .. } => {
+                let ctx = self.ctx(outer);
+                rows.iter()
+                    .map(|r| r.iter().map(|e| e.eval(&[], &ctx)).collect())
+                    .collect()
+            }
+            Plan::Filter { input, predicate } => {
+                let rows = self.run(input, outer)?;
+                let ctx = self.ctx(outer);
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    if predicate.eval(&r, &ctx)? == Value::Bool(true) {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            }
+            Plan::Project { input, exprs } => {
+                let rows = self.run(input, outer)?;
+                let ctx = self.ctx(outer);
+                rows.iter()
+                    .map(|r| exprs.iter().map(|e| e.eval(r, &ctx)).collect())
+                    .collect()
+            }
+            Plan::Join {
+                left,
+                right,
+                kind,
+                on,
+                left_width,
+                right_width,
+                equi,
+            } => {
+                let l = self.run(left, outer)?;
+                let r = self.run(right, outer)?;
+                self.join(
+                    l,
+                    r,
+                    *kind,
+                    on.as_ref(),
+                    *left_width,
+                    *right_width,
+                    equi,
+                    outer,
+                )
+            }
+            Plan::Aggregate {
+                input,
+                group_by,
+                group_types,
+                aggs,
+            } => {
+                let rows = self.run(input, outer)?;
+                self.aggregate(rows, group_by, group_types, aggs, outer)
+            }
+            Plan::Sort { input, keys } => {
+                let rows = self.run(input, outer)?;
+                self.sort(rows, keys, outer)
+            }
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let ctx = self.ctx(outer);
+                let count =
+                    |e: &Option<Expr>, what: &str, code: &str| -> SqlResult<Option<usize>> {
+                        match e {
+                            None => Ok(None),
+                            Some(e) => match e.eval(&[], &ctx)? {
+                                Value::Null => Ok(None),
+                                Value::Int(n) if n < 0 => {
+                                    Err(SqlError::new(code, format!("{what} must not be negative")))
+                                }
+                                Value::Int(n) => Ok(Some(n as usize)),
+                                _ => Err(SqlError::internal("non-integer LIMIT")),
+                            },
+                        }
+                    };
+                let limit = count(limit, "LIMIT", sqlstate::INVALID_ROW_COUNT_IN_LIMIT)?;
+                let offset =
+                    count(offset, "OFFSET", sqlstate::INVALID_ROW_COUNT_IN_OFFSET)?.unwrap_or(0);
+                let rows = self.run(input, outer)?;
+                Ok(rows
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .collect())
+            }
+            Plan::Distinct { input, types } => {
+                let rows = self.run(input, outer)?;
+                let mut seen = HashSet::new();
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| {
+                        let n = types.len().min(r.len());
+                        seen.insert(encode_tuple(&r[..n], &types[..n]))
+                    })
+                    .collect())
+            }
+            Plan::SetOp {
+                op,
+                all,
+                left,
+                right,
+                types,
+            } => {
+                let l = self.run(left, outer)?;
+                let r = self.run(right, outer)?;
+                Ok(set_op(*op, *all, l, r, types))
+            }
+        }
+    }
+
+    fn scan(
+        &self,
+        table_id: u32,
+        column_types: &[DataType],
+        primary_key: &[usize],
+        access: &Access,
+        filter: &Option<Expr>,
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        match access {
+            Access::Point { key } => {
+                let ctx = self.ctx(outer);
+                let mut encoded = Vec::new();
+                for (expr, col) in key.iter().zip(primary_key) {
+                    let v = expr.eval(&[], &ctx)?;
+                    if v.is_null() {
+                        return Ok(Vec::new()); // `pk = NULL` matches nothing
+                    }
+                    keycode::encode_key_value(&v, column_types[*col], &mut encoded);
+                }
+                let shard = self.placement.shard_for_key(&encoded);
+                let resp = self.coord.call(
+                    shard,
+                    ShardRequest::Get {
+                        key: keys::row_key(table_id, &encoded),
+                        read_ts: self.read_ts,
+                    },
+                )?;
+                let ShardResponse::Row(row) = resp else {
+                    return Err(SqlError::internal("unexpected shard response to Get"));
+                };
+                match row {
+                    Some(r) => {
+                        let keep = match filter {
+                            Some(f) => f.eval(&r, &ctx)? == Value::Bool(true),
+                            None => true,
+                        };
+                        Ok(if keep { vec![r] } else { vec![] })
+                    }
+                    None => Ok(Vec::new()),
+                }
+            }
+            Access::Full => {
+                let mut out = Vec::new();
+                for shard in 0..self.placement.shard_count() {
+                    let mut start = Bound::Included(keys::table_prefix(table_id));
+                    loop {
+                        let resp = self.coord.call(
+                            shard,
+                            ShardRequest::Scan(ScanRequest {
+                                start: start.clone(),
+                                end: Bound::Excluded(keys::table_end(table_id)),
+                                read_ts: self.read_ts,
+                                limit: SCAN_PAGE,
+                                filter: filter.clone(),
+                            }),
+                        )?;
+                        let ShardResponse::Rows { rows, resume_after } = resp else {
+                            return Err(SqlError::internal("unexpected shard response to Scan"));
+                        };
+                        out.extend(rows);
+                        match resume_after {
+                            Some(k) => start = Bound::Excluded(k),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        left: Vec<Row>,
+        right: Vec<Row>,
+        kind: JoinKind,
+        on: Option<&Expr>,
+        left_width: usize,
+        right_width: usize,
+        equi: &[(Expr, Expr, DataType)],
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        let ctx = self.ctx(outer);
+        let mut out = Vec::new();
+        let mut right_matched = vec![false; right.len()];
+        // Hash the right side on the equi-join keys when there are any.
+        let table: Option<HashMap<u64, Vec<usize>>> = if equi.is_empty() {
+            None
+        } else {
+            let mut t: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (i, r) in right.iter().enumerate() {
+                let vals = equi
+                    .iter()
+                    .map(|(_, re, _)| re.eval(r, &ctx))
+                    .collect::<SqlResult<Vec<_>>>()?;
+                if vals.iter().any(Value::is_null) {
+                    continue;
+                }
+                t.entry(hash_values(&vals)).or_default().push(i);
+            }
+            Some(t)
+        };
+        let all_right: Vec<usize> = (0..right.len()).collect();
+        for l in &left {
+            let candidates: &[usize] = match &table {
+                None => &all_right,
+                Some(t) => {
+                    let vals = equi
+                        .iter()
+                        .map(|(le, _, _)| le.eval(l, &ctx))
+                        .collect::<SqlResult<Vec<_>>>()?;
+                    if vals.iter().any(Value::is_null) {
+                        &[]
+                    } else {
+                        t.get(&hash_values(&vals)).map(Vec::as_slice).unwrap_or(&[])
+                    }
+                }
+            };
+            let mut matched = false;
+            for &ri in candidates {
+                let mut row = Vec::with_capacity(left_width + right_width);
+                row.extend_from_slice(l);
+                row.extend_from_slice(&right[ri]);
+                let ok = match on {
+                    Some(p) => p.eval(&row, &ctx)? == Value::Bool(true),
+                    None => true,
+                };
+                if ok {
+                    matched = true;
+                    right_matched[ri] = true;
+                    out.push(row);
+                }
+            }
+            if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                let mut row = l.clone();
+                row.resize(left_width + right_width, Value::Null);
+                out.push(row);
+            }
+        }
+        if matches!(kind, JoinKind::Right | JoinKind::Full) {
+            for (ri, r) in right.into_iter().enumerate() {
+                if !right_matched[ri] {
+                    let mut row = vec![Value::Null; left_width];
+                    row.extend(r);
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn aggregate(
+        &self,
+        rows: Vec<Row>,
+        group_by: &[Expr],
+        group_types: &[DataType],
+        aggs: &[AggCall],
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        let ctx = self.ctx(outer);
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut groups: Vec<(Row, Vec<AggState>)> = Vec::new();
+        for r in &rows {
+            let key_vals = group_by
+                .iter()
+                .map(|g| g.eval(r, &ctx))
+                .collect::<SqlResult<Vec<_>>>()?;
+            let key = encode_tuple(&key_vals, group_types);
+            let gi = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    groups.push((key_vals, aggs.iter().map(AggState::new).collect()));
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            let states = &mut groups[gi].1;
+            for (state, call) in states.iter_mut().zip(aggs) {
+                let args = call
+                    .args
+                    .iter()
+                    .map(|a| a.eval(r, &ctx))
+                    .collect::<SqlResult<Vec<_>>>()?;
+                state.add(call, args)?;
+            }
+        }
+        if groups.is_empty() && group_by.is_empty() {
+            groups.push((Vec::new(), aggs.iter().map(AggState::new).collect()));
+        }
+        groups
+            .into_iter()
+            .map(|(mut key, states)| {
+                for (s, call) in states.into_iter().zip(aggs) {
+                    key.push(s.finish(call)?);
+                }
+                Ok(key)
+            })
+            .collect()
+    }
+
+    fn sort(&self, rows: Vec<Row>, keys: &[SortKey], outer: &[&[Value]]) -> SqlResult<Vec<Row>> {
+        let ctx = self.ctx(outer);
+        let mut keyed = rows
+            .into_iter()
+            .map(|r| {
+                let k = keys
+                    .iter()
+                    .map(|k| k.expr.eval(&r, &ctx))
+                    .collect::<SqlResult<Vec<_>>>()?;
+                Ok((k, r))
+            })
+            .collect::<SqlResult<Vec<_>>>()?;
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((x, y), k) in a.iter().zip(b).zip(keys) {
+                let ord = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => {
+                        if k.nulls_first {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        }
+                    }
+                    (false, true) => {
+                        if k.nulls_first {
+                            Ordering::Greater
+                        } else {
+                            Ordering::Less
+                        }
+                    }
+                    (false, false) => {
+                        let o = compare::compare(x, y);
+                        if k.desc { o.reverse() } else { o }
+                    }
+                };
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            Ordering::Equal
+        });
+        Ok(keyed.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+impl SubqueryRunner for Executor<'_> {
+    fn run_subquery(
+        &self,
+        id: usize,
+        plan: &Plan,
+        correlated: bool,
+        outer: &[&[Value]],
+    ) -> SqlResult<Rc<Vec<Vec<Value>>>> {
+        if !correlated {
+            if let Some(rows) = self.cache.borrow().get(&id) {
+                return Ok(rows.clone());
+            }
+        }
+        let rows = Rc::new(self.run(plan, outer)?);
+        if !correlated {
+            self.cache.borrow_mut().insert(id, rows.clone());
+        }
+        Ok(rows)
+    }
+}
+
+fn hash_values(vals: &[Value]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in vals {
+        compare::hash_value(v, &mut h);
+    }
+    h.finish()
+}
+
+/// Hashable wrapper for set-operation bookkeeping: rows keyed by their key encoding.
+#[derive(PartialEq, Eq, Hash)]
+struct RowKey(Vec<u8>);
+
+fn set_op(
+    op: SetOpKind,
+    all: bool,
+    left: Vec<Row>,
+    right: Vec<Row>,
+    types: &[DataType],
+) -> Vec<Row> {
+    let key = |r: &Row| RowKey(encode_tuple(r, types));
+    match (op, all) {
+        (SetOpKind::Union, true) => {
+            let mut l = left;
+            l.extend(right);
+            l
+        }
+        (SetOpKind::Union, false) => {
+            let mut seen = HashSet::new();
+            left.into_iter()
+                .chain(right)
+                .filter(|r| seen.insert(key(r)))
+                .collect()
+        }
+        (SetOpKind::Intersect, _) | (SetOpKind::Except, _) => {
+            let mut counts: HashMap<RowKey, usize> = HashMap::new();
+            for r in &right {
+                *counts.entry(key(r)).or_default() += 1;
+            }
+            let mut emitted: HashSet<RowKey> = HashSet::new();
+            let mut out = Vec::new();
+            for r in left {
+                let k = key(&r);
+                let c = counts.get(&k).copied().unwrap_or(0);
+                let keep = match (op, all) {
+                    (SetOpKind::Intersect, true) => {
+                        if c > 0 {
+                            counts.insert(RowKey(k.0.clone()), c - 1);
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    (SetOpKind::Intersect, false) => c > 0 && emitted.insert(k),
+                    (SetOpKind::Except, true) => {
+                        if c > 0 {
+                            counts.insert(RowKey(k.0.clone()), c - 1);
+                            false
+                        } else {
+                            true
+                        }
+                    }
+                    _ => c == 0 && emitted.insert(k),
+                };
+                if keep {
+                    out.push(r);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Running state of one aggregate in one group.
+enum AggState {
+    Count(i64),
+    /// Running sum in the result type, plus count for AVG.
+    Sum(Option<Value>, i64),
+    MinMax(Option<Value>),
+    Bool(Option<bool>),
+    Str(Option<String>),
+    Distinct(Box<AggState>, HashSet<Vec<u8>>),
+}
+
+impl AggState {
+    fn new(call: &AggCall) -> AggState {
+        let base = match call.func {
+            AggFunc::CountStar | AggFunc::Count => AggState::Count(0),
+            AggFunc::Sum | AggFunc::Avg => AggState::Sum(None, 0),
+            AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
+            AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
+            AggFunc::StringAgg => AggState::Str(None),
+        };
+        if call.distinct {
+            AggState::Distinct(Box::new(base), HashSet::new())
+        } else {
+            base
+        }
+    }
+
+    /// The type sums accumulate in.
+    fn sum_type(call: &AggCall) -> DataType {
+        match (call.func, call.arg_type) {
+            (AggFunc::Avg, t) if t.is_float() => DataType::Float8,
+            (_, t) if t.is_integer() && call.func == AggFunc::Sum && t != DataType::Int8 => {
+                DataType::Int8
+            }
+            (AggFunc::Sum, DataType::Float4) => DataType::Float4,
+            (AggFunc::Sum, DataType::Float8) => DataType::Float8,
+            _ => DataType::Numeric(None),
+        }
+    }
+
+    fn add(&mut self, call: &AggCall, args: Vec<Value>) -> SqlResult<()> {
+        if let AggState::Distinct(inner, seen) = self {
+            let v = args.first().cloned().unwrap_or(Value::Null);
+            if v.is_null() {
+                return Ok(());
+            }
+            let mut k = Vec::new();
+            keycode::encode_key_value(&v, call.arg_type, &mut k);
+            if !seen.insert(k) {
+                return Ok(());
+            }
+            return inner.add(call, args);
+        }
+        if call.func == AggFunc::CountStar {
+            if let AggState::Count(n) = self {
+                *n += 1;
+            }
+            return Ok(());
+        }
+        let mut args = args.into_iter();
+        let v = args.next().unwrap_or(Value::Null);
+        if v.is_null() {
+            return Ok(());
+        }
+        match self {
+            AggState::Count(n) => *n += 1,
+            AggState::Sum(acc, n) => {
+                let t = Self::sum_type(call);
+                let v = cast::cast(v, call.arg_type, t, CastContext::Implicit)?;
+                *acc = Some(match acc.take() {
+                    None => v,
+                    Some(a) => arith::eval_arith(ArithOp::Add, &a, &v, t).map_err(|e| {
+                        if e.code == sqlstate::NUMERIC_VALUE_OUT_OF_RANGE && t == DataType::Int8 {
+                            SqlError::out_of_range("bigint")
+                        } else {
+                            e
+                        }
+                    })?,
+                });
+                *n += 1;
+            }
+            AggState::MinMax(cur) => {
+                let replace = match cur {
+                    None => true,
+                    Some(c) => {
+                        let o = compare::compare(&v, c);
+                        if call.func == AggFunc::Min {
+                            o == Ordering::Less
+                        } else {
+                            o == Ordering::Greater
+                        }
+                    }
+                };
+                if replace {
+                    *cur = Some(v);
+                }
+            }
+            AggState::Bool(cur) => {
+                let b = v == Value::Bool(true);
+                *cur = Some(match (*cur, call.func) {
+                    (None, _) => b,
+                    (Some(c), AggFunc::BoolAnd) => c && b,
+                    (Some(c), _) => c || b,
+                });
+            }
+            AggState::Str(cur) => {
+                let Value::Text(s) = v else {
+                    return Err(SqlError::internal("string_agg on non-text"));
+                };
+                let sep = match args.next() {
+                    Some(Value::Text(sep)) => sep,
+                    _ => String::new(),
+                };
+                match cur {
+                    None => *cur = Some(s),
+                    Some(c) => {
+                        c.push_str(&sep);
+                        c.push_str(&s);
+                    }
+                }
+            }
+            AggState::Distinct(..) => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn finish(self, call: &AggCall) -> SqlResult<Value> {
+        Ok(match self {
+            AggState::Distinct(inner, _) => return inner.finish(call),
+            AggState::Count(n) => Value::Int(n),
+            AggState::Sum(None, _) => Value::Null,
+            AggState::Sum(Some(sum), n) => match call.func {
+                AggFunc::Avg => {
+                    let t = Self::sum_type(call);
+                    let count =
+                        cast::cast(Value::Int(n), DataType::Int8, t, CastContext::Implicit)?;
+                    arith::eval_arith(ArithOp::Div, &sum, &count, t)?
+                }
+                _ => cast::cast(
+                    sum,
+                    Self::sum_type(call),
+                    call.result_type,
+                    CastContext::Implicit,
+                )?,
+            },
+            AggState::MinMax(v) => v.unwrap_or(Value::Null),
+            AggState::Bool(b) => b.map(Value::Bool).unwrap_or(Value::Null),
+            AggState::Str(s) => s.map(Value::Text).unwrap_or(Value::Null),
+        })
+    }
+}
+
+// `Hash` for RowKey is derived; keep `Hash` imported for hash_values' hasher use.
+#[allow(dead_code)]
+fn _hash_bound<T: Hash>(_: T) {}

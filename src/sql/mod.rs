@@ -1,0 +1,19 @@
+//! SQL: parsing, binding, planning and execution.
+//!
+//! ```text
+//!  text ─parser─▶ AST ─binder─▶ Bound (Plan + DML/DDL) ─executor/session─▶ rows, commits
+//! ```
+//! - [`parser`]: sqlparser with the PostgreSQL dialect; errors carry positions.
+//! - [`binder`] and [`scope`]: names → positions, types, coercions, aggregation, pushdown.
+//! - [`expr`] and [`functions`]: bound scalar expressions and the function library.
+//! - [`plan`]: relational operators; [`executor`]: runs them against shards.
+//! - [`session`]: the database handle and per-connection statement execution.
+
+pub mod binder;
+pub mod executor;
+pub mod expr;
+pub mod functions;
+pub mod parser;
+pub mod plan;
+pub mod scope;
+pub mod session;

@@ -1,0 +1,204 @@
+//! Logical plans: what a statement computes, with every name resolved and every type known.
+//!
+//! A [`Plan`] is a tree of relational operators whose leaves are table scans (run on shards) or
+//! constant rows. Each operator's output is a row of values by position; the binder keeps the
+//! names and types alongside. Scans carry the part of the work a shard can do itself (a filter,
+//! and a point lookup when the primary key is fixed by the predicate), so only matching rows cross
+//! the shard boundary.
+
+use crate::sql::expr::Expr;
+use crate::types::DataType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetOpKind {
+    Union,
+    Intersect,
+    Except,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    BoolAnd,
+    BoolOr,
+    StringAgg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggCall {
+    pub func: AggFunc,
+    /// Arguments (none for `count(*)`; the separator second for `string_agg`).
+    pub args: Vec<Expr>,
+    pub distinct: bool,
+    pub arg_type: DataType,
+    pub result_type: DataType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub desc: bool,
+    pub nulls_first: bool,
+}
+
+/// How a scan finds its rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Access {
+    /// Every shard, every row of the table (filtered on the shard).
+    Full,
+    /// The predicate fixes the whole primary key: one shard, one key. The expressions give the
+    /// key values in key order, already of the key columns' types.
+    Point { key: Vec<Expr> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Plan {
+    Scan {
+        table_id: u32,
+        table_name: String,
+        /// Types of the stored columns (the row the shard returns), for key encoding.
+        column_types: Vec<DataType>,
+        /// Primary-key column positions in key order.
+        primary_key: Vec<usize>,
+        access: Access,
+        /// Runs on the shard; always shippable.
+        filter: Option<Expr>,
+    },
+    /// Constant rows (`VALUES`, or one empty row for `SELECT` without `FROM` when empty).
+    Values {
+        rows: Vec<Vec<Expr>>,
+        width: usize,
+    },
+    Filter {
+        input: Box<Plan>,
+        predicate: Expr,
+    },
+    Project {
+        input: Box<Plan>,
+        exprs: Vec<Expr>,
+    },
+    Join {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        kind: JoinKind,
+        /// Evaluated over `left ++ right`.
+        on: Option<Expr>,
+        left_width: usize,
+        right_width: usize,
+        /// Equality keys (left expr over the left row, right expr over the right row) usable for
+        /// a hash join; `on` still holds the full condition.
+        equi: Vec<(Expr, Expr, DataType)>,
+    },
+    /// Output: group-by values, then aggregate results.
+    Aggregate {
+        input: Box<Plan>,
+        group_by: Vec<Expr>,
+        group_types: Vec<DataType>,
+        aggs: Vec<AggCall>,
+    },
+    Sort {
+        input: Box<Plan>,
+        keys: Vec<SortKey>,
+    },
+    Limit {
+        input: Box<Plan>,
+        limit: Option<Expr>,
+        offset: Option<Expr>,
+    },
+    Distinct {
+        input: Box<Plan>,
+        types: Vec<DataType>,
+    },
+    SetOp {
+        op: SetOpKind,
+        all: bool,
+        left: Box<Plan>,
+        right: Box<Plan>,
+        types: Vec<DataType>,
+    },
+}
+
+impl Plan {
+    /// An indented, human-readable rendering for EXPLAIN.
+    pub fn explain(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.explain_into(0, &mut out);
+        out
+    }
+
+    fn explain_into(&self, depth: usize, out: &mut Vec<String>) {
+        let pad = if depth == 0 {
+            String::new()
+        } else {
+            format!("{}->  ", "  ".repeat(depth * 2 - 1))
+        };
+        let line = match self {
+            Plan::Scan {
+                table_name,
+                access,
+                filter,
+                ..
+            } => {
+                let how = match access {
+                    Access::Full => "Scan on all shards".to_string(),
+                    Access::Point { .. } => "Point lookup on one shard".to_string(),
+                };
+                match filter {
+                    Some(_) => format!("{how}: {table_name} (filter pushed to shards)"),
+                    None => format!("{how}: {table_name}"),
+                }
+            }
+            Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
+            Plan::Filter { .. } => "Filter".to_string(),
+            Plan::Project { exprs, .. } => format!("Project ({} columns)", exprs.len()),
+            Plan::Join { kind, equi, .. } => format!(
+                "{} {:?} Join",
+                if equi.is_empty() {
+                    "Nested Loop"
+                } else {
+                    "Hash"
+                },
+                kind
+            ),
+            Plan::Aggregate { group_by, aggs, .. } => format!(
+                "Aggregate ({} group keys, {} aggregates)",
+                group_by.len(),
+                aggs.len()
+            ),
+            Plan::Sort { keys, .. } => format!("Sort ({} keys)", keys.len()),
+            Plan::Limit { .. } => "Limit".to_string(),
+            Plan::Distinct { .. } => "Distinct".to_string(),
+            Plan::SetOp { op, all, .. } => {
+                format!("{:?}{}", op, if *all { " All" } else { "" })
+            }
+        };
+        out.push(format!("{pad}{line}"));
+        match self {
+            Plan::Scan { .. } | Plan::Values { .. } => {}
+            Plan::Filter { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. }
+            | Plan::Distinct { input, .. } => input.explain_into(depth + 1, out),
+            Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
+                left.explain_into(depth + 1, out);
+                right.explain_into(depth + 1, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! The database and its sessions: statement execution from bound plans to committed writes.
+//!
+//! [`Database`] owns the shared parts (catalog, coordinator, placement, id generator).
+//! [`Session`] is one client connection's state (settings) and runs statements synchronously;
+//! the wire layer calls it on tokio's blocking pool because shard calls (and fsync) block.
+//!
+//! Write statements read the rows they change and commit their write set while holding the
+//! coordinator's write lock, so they are serialized with each other; reads take a fresh snapshot
+//! timestamp per statement and never wait for writers.
+
+use crate::catalog::{Catalog, Relation, TableDef};
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::id::SnowflakeGenerator;
+use crate::placement::Placement;
+use crate::rpc::{LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse};
+use crate::shard::{Shard, keys};
+use crate::sql::binder::{
+    Binder, Bound, ColumnSource, DeletePlan, InsertPlan, OutputColumn, Returning, UpdatePlan,
+};
+use crate::sql::executor::{Executor, encode_pk};
+use crate::sql::expr::EvalContext;
+use crate::sql::plan::Plan;
+use crate::storage::{Engine, EngineOptions, SyncMode};
+use crate::txn::clock::HybridClock;
+use crate::txn::coordinator::Coordinator;
+use crate::types::cast::{self, CastContext};
+use crate::types::format::format_text;
+use crate::types::{DataType, Row, Value, row};
+use sqlparser::ast;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub sync: bool,
+    pub memtable_limit_bytes: usize,
+}
+
+pub struct Database {
+    pub catalog: Catalog,
+    pub coordinator: Coordinator,
+    pub placement: Placement,
+    pub ids: SnowflakeGenerator,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClusterFile {
+    shards: usize,
+}
+
+impl Database {
+    /// Opens (or creates) the data directory, recovers every shard and resolves in-doubt
+    /// two-phase commits. Blocking: call from a blocking context.
+    pub fn open(opts: &DbOptions) -> SqlResult<Arc<Database>> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            SqlError::new(sqlstate::IO_ERROR, format!("{what} {}: {e}", p.display()))
+        };
+        std::fs::create_dir_all(&opts.data_dir)
+            .map_err(|e| io("cannot create data directory", &opts.data_dir, e))?;
+        let cluster_path = opts.data_dir.join("cluster.json");
+        let shards = match std::fs::read(&cluster_path) {
+            Ok(bytes) => {
+                let c: ClusterFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    SqlError::new(
+                        sqlstate::DATA_CORRUPTED,
+                        format!("{} is unreadable: {e}", cluster_path.display()),
+                    )
+                })?;
+                if c.shards != opts.shards {
+                    tracing::warn!(
+                        existing = c.shards,
+                        requested = opts.shards,
+                        "data directory was created with a different shard count; using the existing one"
+                    );
+                }
+                c.shards
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tmp = opts.data_dir.join("cluster.json.tmp");
+                let body = serde_json::to_vec(&ClusterFile {
+                    shards: opts.shards,
+                })
+                .map_err(|e| SqlError::internal(e.to_string()))?;
+                write_durably(&tmp, &cluster_path, &body)
+                    .map_err(|e| io("cannot write", &cluster_path, e))?;
+                opts.shards
+            }
+            Err(e) => return Err(io("cannot read", &cluster_path, e)),
+        };
+        let engine_opts = || EngineOptions {
+            memtable_limit_bytes: opts.memtable_limit_bytes,
+            sync: if opts.sync {
+                SyncMode::Fsync
+            } else {
+                SyncMode::None
+            },
+        };
+        let meta = Arc::new(
+            Engine::open(&opts.data_dir.join("meta"), engine_opts())
+                .map_err(crate::shard::storage_error)?,
+        );
+        let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let dir = opts.data_dir.join(format!("shard-{i}"));
+            let shard = Shard::open(i, &dir, engine_opts()).map_err(crate::shard::storage_error)?;
+            clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
+        }
+        let clock = Arc::new(HybridClock::new());
+        clock.observe(meta.max_committed_ts());
+        let coordinator = Coordinator::new(clients, meta.clone(), clock);
+        coordinator.recover()?;
+        let catalog = Catalog::load(meta)?;
+        Ok(Arc::new(Database {
+            catalog,
+            coordinator,
+            placement: Placement::new(shards),
+            ids: SnowflakeGenerator::new(0),
+        }))
+    }
+}
+
+fn write_durably(tmp: &Path, dst: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, dst)?;
+    if let Some(dir) = dst.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// What a statement produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Rows {
+        columns: Vec<OutputColumn>,
+        rows: Vec<Row>,
+        tag: String,
+    },
+    Command {
+        tag: String,
+    },
+}
+
+/// A statement after parsing, with what a client may ask about it before executing it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub param_types: Vec<DataType>,
+    pub columns: Vec<OutputColumn>,
+}
+
+pub struct Session {
+    db: Arc<Database>,
+    settings: HashMap<String, String>,
+}
+
+const SERVER_VERSION: &str = "15.0 (sharddb 0.1.0)";
+
+impl Session {
+    pub fn new(db: Arc<Database>) -> Session {
+        let mut settings = HashMap::new();
+        for (k, v) in [
+            ("server_version", SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("timezone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("transaction_isolation", "read committed"),
+            ("default_transaction_isolation", "read committed"),
+            ("search_path", "\"$user\", public"),
+            ("extra_float_digits", "1"),
+            ("application_name", ""),
+        ] {
+            settings.insert(k.to_string(), v.to_string());
+        }
+        Session { db, settings }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Parameter and result types of a statement, without running it.
+    pub fn describe(
+        &self,
+        stmt: &ast::Statement,
+        param_types: &[Option<DataType>],
+    ) -> SqlResult<Described> {
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let bound = binder.bind_statement(stmt)?;
+        let columns = match &bound {
+            Bound::Query { columns, .. } => columns.clone(),
+            Bound::Insert(InsertPlan { returning, .. })
+            | Bound::Update(UpdatePlan { returning, .. })
+            | Bound::Delete(DeletePlan { returning, .. }) => returning
+                .as_ref()
+                .map(|r| r.columns.clone())
+                .unwrap_or_default(),
+            Bound::Explain(_) => vec![OutputColumn {
+                name: "QUERY PLAN".into(),
+                ty: DataType::Text,
+            }],
+            Bound::Show { name } => vec![OutputColumn {
+                name: name.clone(),
+                ty: DataType::Text,
+            }],
+            _ => Vec::new(),
+        };
+        Ok(Described {
+            param_types: binder.param_types(),
+            columns,
+        })
+    }
+
+    /// Executes one statement with parameter values (already of the described types).
+    pub fn execute(
+        &mut self,
+        stmt: &ast::Statement,
+        param_types: &[Option<DataType>],
+        params: &[Value],
+    ) -> SqlResult<Outcome> {
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let bound = binder.bind_statement(stmt)?;
+        self.run_bound(bound, params)
+    }
+
+    fn run_bound(&mut self, bound: Bound, params: &[Value]) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        match bound {
+            Bound::Query { plan, columns } => {
+                let read_ts = db.coordinator.clock().now();
+                let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+                let rows = exec.run(&plan, &[])?;
+                let tag = format!("SELECT {}", rows.len());
+                Ok(Outcome::Rows { columns, rows, tag })
+            }
+            Bound::Insert(p) => self.insert(p, params),
+            Bound::Update(p) => self.update(p, params),
+            Bound::Delete(p) => self.delete(p, params),
+            Bound::CreateTable { def, if_not_exists } => {
+                if db
+                    .catalog
+                    .create_table(def.clone(), if_not_exists)?
+                    .is_none()
+                {
+                    tracing::info!(table = %def.name, "relation already exists, skipping");
+                }
+                Ok(Outcome::Command {
+                    tag: "CREATE TABLE".into(),
+                })
+            }
+            Bound::CreateView { def, or_replace } => {
+                db.catalog.create_view(def, or_replace)?;
+                Ok(Outcome::Command {
+                    tag: "CREATE VIEW".into(),
+                })
+            }
+            Bound::DropTables {
+                names,
+                if_exists,
+                views,
+            } => {
+                // Check everything first so that a failing name drops nothing.
+                for n in &names {
+                    match (db.catalog.get(n), views) {
+                        (None, _) if if_exists => {}
+                        (None, _) => {
+                            return Err(SqlError::new(
+                                sqlstate::UNDEFINED_TABLE,
+                                format!(
+                                    "{} \"{n}\" does not exist",
+                                    if views { "view" } else { "table" }
+                                ),
+                            ));
+                        }
+                        (Some(Relation::Table(_)), true) => {
+                            return Err(SqlError::new(
+                                sqlstate::WRONG_OBJECT_TYPE,
+                                format!("\"{n}\" is not a view"),
+                            )
+                            .with_hint("Use DROP TABLE to remove a table."));
+                        }
+                        (Some(Relation::View(_)), false) => {
+                            return Err(SqlError::new(
+                                sqlstate::WRONG_OBJECT_TYPE,
+                                format!("\"{n}\" is not a table"),
+                            )
+                            .with_hint("Use DROP VIEW to remove a view."));
+                        }
+                        _ => {}
+                    }
+                }
+                for n in &names {
+                    if db.catalog.get(n).is_none() {
+                        continue;
+                    }
+                    if let Relation::Table(t) = db.catalog.drop_relation(n)? {
+                        self.delete_all_rows(&t)?;
+                    }
+                }
+                Ok(Outcome::Command {
+                    tag: if views { "DROP VIEW" } else { "DROP TABLE" }.into(),
+                })
+            }
+            Bound::Explain(lines) => Ok(Outcome::Rows {
+                columns: vec![OutputColumn {
+                    name: "QUERY PLAN".into(),
+                    ty: DataType::Text,
+                }],
+                tag: format!("EXPLAIN {}", lines.len()),
+                rows: lines.into_iter().map(|l| vec![Value::Text(l)]).collect(),
+            }),
+            Bound::Set { name, value } => {
+                let name = name.to_lowercase();
+                if name == "transaction_isolation" || name == "default_transaction_isolation" {
+                    let v = value.to_lowercase();
+                    if v != "read committed" {
+                        return Err(SqlError::unsupported(format!(
+                            "isolation level {v} (transactions come with their own issue)"
+                        )));
+                    }
+                }
+                self.settings.insert(name, value);
+                Ok(Outcome::Command { tag: "SET".into() })
+            }
+            Bound::Show { name } => {
+                let key = name.to_lowercase();
+                if key == "all" {
+                    let mut all: Vec<(&String, &String)> = self.settings.iter().collect();
+                    all.sort();
+                    let rows: Vec<Row> = all
+                        .into_iter()
+                        .map(|(k, v)| vec![Value::Text(k.clone()), Value::Text(v.clone())])
+                        .collect();
+                    return Ok(Outcome::Rows {
+                        columns: vec![
+                            OutputColumn {
+                                name: "name".into(),
+                                ty: DataType::Text,
+                            },
+                            OutputColumn {
+                                name: "setting".into(),
+                                ty: DataType::Text,
+                            },
+                        ],
+                        tag: format!("SHOW {}", rows.len()),
+                        rows,
+                    });
+                }
+                let value = self.settings.get(&key).cloned().ok_or_else(|| {
+                    SqlError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                Ok(Outcome::Rows {
+                    columns: vec![OutputColumn {
+                        name: key,
+                        ty: DataType::Text,
+                    }],
+                    rows: vec![vec![Value::Text(value)]],
+                    tag: "SHOW".into(),
+                })
+            }
+            Bound::Begin => Err(SqlError::unsupported(
+                "transaction blocks (BEGIN/START TRANSACTION); every statement commits on its own",
+            )),
+            // Outside a transaction block PostgreSQL accepts these with a warning.
+            Bound::Commit => Ok(Outcome::Command {
+                tag: "COMMIT".into(),
+            }),
+            Bound::Rollback => Ok(Outcome::Command {
+                tag: "ROLLBACK".into(),
+            }),
+        }
+    }
+
+    fn returning_outcome(
+        &self,
+        returning: Option<Returning>,
+        rows: &[Row],
+        params: &[Value],
+        tag: String,
+        exec: &Executor<'_>,
+    ) -> SqlResult<Outcome> {
+        match returning {
+            None => Ok(Outcome::Command { tag }),
+            Some(r) => {
+                let ctx = EvalContext {
+                    params,
+                    outer: Vec::new(),
+                    subqueries: Some(exec),
+                };
+                let out = rows
+                    .iter()
+                    .map(|row| r.exprs.iter().map(|e| e.eval(row, &ctx)).collect())
+                    .collect::<SqlResult<Vec<Row>>>()?;
+                Ok(Outcome::Rows {
+                    columns: r.columns,
+                    rows: out,
+                    tag,
+                })
+            }
+        }
+    }
+
+    fn insert(&mut self, p: InsertPlan, params: &[Value]) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        let _write = db.coordinator.write_guard();
+        let read_ts = db.coordinator.clock().now();
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let source = exec.run(&p.source, &[])?;
+        let ctx = exec.ctx(&[]);
+        let table = &p.table;
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        let mut new_keys: HashSet<Vec<u8>> = HashSet::new();
+        let mut inserted = Vec::with_capacity(source.len());
+        for src in source {
+            let mut row = Vec::with_capacity(table.columns.len());
+            for (ci, s) in p.columns.iter().enumerate() {
+                let col = &table.columns[ci];
+                let v = match s {
+                    ColumnSource::Input { index, from } => {
+                        let v = src.get(*index).cloned().unwrap_or(Value::Null);
+                        if v.is_null() {
+                            v
+                        } else {
+                            cast::cast(v, *from, col.ty, CastContext::Assignment)?
+                        }
+                    }
+                    ColumnSource::Default(e) => e.eval(&[], &ctx)?,
+                    ColumnSource::RowId => Value::Int(db.ids.next_id()),
+                };
+                row.push(v);
+            }
+            check_not_null(table, &row)?;
+            let pk = encode_pk(&row, &table.primary_key, &types);
+            if !new_keys.insert(pk.clone()) || self.key_exists(table, &pk, read_ts)? {
+                return Err(duplicate_key(table, &row));
+            }
+            let shard = db.placement.shard_for_key(&pk);
+            let mut value = Vec::with_capacity(64);
+            row::encode_row(&row, &mut value);
+            writes.entry(shard).or_default().push(RowWrite {
+                key: keys::row_key(table.id, &pk),
+                value: Some(value),
+            });
+            inserted.push(row);
+        }
+        db.coordinator.commit(writes)?;
+        let tag = format!("INSERT 0 {}", inserted.len());
+        self.returning_outcome(p.returning, &inserted, params, tag, &exec)
+    }
+
+    fn key_exists(&self, table: &TableDef, pk: &[u8], read_ts: u64) -> SqlResult<bool> {
+        let shard = self.db.placement.shard_for_key(pk);
+        match self.db.coordinator.call(
+            shard,
+            ShardRequest::Get {
+                key: keys::row_key(table.id, pk),
+                read_ts,
+            },
+        )? {
+            ShardResponse::Row(r) => Ok(r.is_some()),
+            _ => Err(SqlError::internal("unexpected shard response to Get")),
+        }
+    }
+
+    fn update(&mut self, p: UpdatePlan, params: &[Value]) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        let _write = db.coordinator.write_guard();
+        let read_ts = db.coordinator.clock().now();
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let old_rows = exec.run(&p.scan, &[])?;
+        let ctx = exec.ctx(&[]);
+        let table = &p.table;
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+        let mut new_rows = Vec::with_capacity(old_rows.len());
+        let mut old_keys: HashSet<Vec<u8>> = HashSet::new();
+        for old in &old_rows {
+            let mut new = old.clone();
+            for (i, e) in &p.assignments {
+                new[*i] = e.eval(old, &ctx)?;
+            }
+            check_not_null(table, &new)?;
+            old_keys.insert(encode_pk(old, &table.primary_key, &types));
+            new_rows.push(new);
+        }
+        // A new key conflicts if two rows of this statement take it, or a row outside the
+        // statement holds it. Keys vacated by moved rows and not retaken are deleted.
+        let mut new_keys: HashSet<Vec<u8>> = HashSet::new();
+        for (old, new) in old_rows.iter().zip(&new_rows) {
+            let ok = encode_pk(old, &table.primary_key, &types);
+            let nk = encode_pk(new, &table.primary_key, &types);
+            if !new_keys.insert(nk.clone())
+                || (ok != nk && !old_keys.contains(&nk) && self.key_exists(table, &nk, read_ts)?)
+            {
+                return Err(duplicate_key(table, new));
+            }
+        }
+        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        for ok in old_keys.iter().filter(|k| !new_keys.contains(*k)) {
+            writes
+                .entry(db.placement.shard_for_key(ok))
+                .or_default()
+                .push(RowWrite {
+                    key: keys::row_key(table.id, ok),
+                    value: None,
+                });
+        }
+        for new in &new_rows {
+            let nk = encode_pk(new, &table.primary_key, &types);
+            let mut value = Vec::with_capacity(64);
+            row::encode_row(new, &mut value);
+            writes
+                .entry(db.placement.shard_for_key(&nk))
+                .or_default()
+                .push(RowWrite {
+                    key: keys::row_key(table.id, &nk),
+                    value: Some(value),
+                });
+        }
+        db.coordinator.commit(writes)?;
+        let tag = format!("UPDATE {}", new_rows.len());
+        self.returning_outcome(p.returning, &new_rows, params, tag, &exec)
+    }
+
+    fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        let _write = db.coordinator.write_guard();
+        let read_ts = db.coordinator.clock().now();
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let rows = exec.run(&p.scan, &[])?;
+        let table = &p.table;
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        for r in &rows {
+            let pk = encode_pk(r, &table.primary_key, &types);
+            writes
+                .entry(db.placement.shard_for_key(&pk))
+                .or_default()
+                .push(RowWrite {
+                    key: keys::row_key(table.id, &pk),
+                    value: None,
+                });
+        }
+        db.coordinator.commit(writes)?;
+        let tag = format!("DELETE {}", rows.len());
+        self.returning_outcome(p.returning, &rows, params, tag, &exec)
+    }
+
+    /// Deletes a dropped table's rows, shard by shard, a page at a time.
+    fn delete_all_rows(&self, table: &TableDef) -> SqlResult<()> {
+        let db = &self.db;
+        let _write = db.coordinator.write_guard();
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+        let scan = Plan::Scan {
+            table_id: table.id,
+            table_name: table.name.clone(),
+            column_types: types.clone(),
+            primary_key: table.primary_key.clone(),
+            access: crate::sql::plan::Access::Full,
+            filter: None,
+        };
+        let read_ts = db.coordinator.clock().now();
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, &[]);
+        let rows = exec.run(&scan, &[])?;
+        for chunk in rows.chunks(1024) {
+            let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+            for r in chunk {
+                let pk = encode_pk(r, &table.primary_key, &types);
+                writes
+                    .entry(db.placement.shard_for_key(&pk))
+                    .or_default()
+                    .push(RowWrite {
+                        key: keys::row_key(table.id, &pk),
+                        value: None,
+                    });
+            }
+            // Each shard's deletions commit on their own: the table is already gone from the
+            // catalog, so nobody can observe a half-deleted table.
+            for (shard, w) in writes {
+                let mut one = BTreeMap::new();
+                one.insert(shard, w);
+                db.coordinator.commit(one)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_not_null(table: &TableDef, row: &[Value]) -> SqlResult<()> {
+    for (c, v) in table.columns.iter().zip(row) {
+        if !c.nullable && v.is_null() {
+            return Err(SqlError::new(
+                sqlstate::NOT_NULL_VIOLATION,
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, table.name
+                ),
+            )
+            .with_detail(format!("Failing row contains ({}).", show_row(table, row))));
+        }
+    }
+    Ok(())
+}
+
+fn show_row(table: &TableDef, row: &[Value]) -> String {
+    table
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(c, _)| !c.hidden)
+        .map(|(c, v)| format_text(v, c.ty).unwrap_or_else(|| "null".into()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn duplicate_key(table: &TableDef, row: &[Value]) -> SqlError {
+    let cols: Vec<&str> = table
+        .primary_key
+        .iter()
+        .map(|i| table.columns[*i].name.as_str())
+        .collect();
+    let vals: Vec<String> = table
+        .primary_key
+        .iter()
+        .map(|i| format_text(&row[*i], table.columns[*i].ty).unwrap_or_else(|| "null".into()))
+        .collect();
+    SqlError::new(
+        sqlstate::UNIQUE_VIOLATION,
+        format!(
+            "duplicate key value violates unique constraint \"{}_pkey\"",
+            table.name
+        ),
+    )
+    .with_detail(format!(
+        "Key ({})=({}) already exists.",
+        cols.join(", "),
+        vals.join(", ")
+    ))
+}
