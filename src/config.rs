@@ -1,0 +1,92 @@
+//! Server configuration: command line, environment, and an optional TOML file.
+//!
+//! Precedence: a command-line flag (or its `SHARDDB_*` environment variable) beats the config
+//! file, which beats the built-in default. The defaults are the embedded mode: pgwire on
+//! 127.0.0.1:5433, 4 in-process shards, data under `./sharddb-data`, fsync on commit.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+pub const DEFAULT_DATA_DIR: &str = "./sharddb-data";
+pub const DEFAULT_SHARDS: usize = 4;
+pub const DEFAULT_MEMTABLE_MB: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// fsync the WAL before acknowledging a commit (durable).
+    Fsync,
+    /// Never fsync. Unsafe: acknowledged commits can be lost on power failure or kill -9 of the
+    /// machine. For benchmarks only.
+    None,
+}
+
+/// Settings a config file may carry; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub shards: Option<usize>,
+    pub sync: Option<SyncPolicy>,
+    pub memtable_mb: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub sync: SyncPolicy,
+    pub memtable_mb: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            shards: DEFAULT_SHARDS,
+            sync: SyncPolicy::Fsync,
+            memtable_mb: DEFAULT_MEMTABLE_MB,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(format!(
+                "--shards must be between 1 and 1024, got {}",
+                self.shards
+            ));
+        }
+        if self.memtable_mb == 0 {
+            return Err("memtable_mb must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_config_parses_and_rejects_unknown_keys() {
+        let c: FileConfig = toml::from_str("shards = 8\nsync = \"none\"\n").unwrap();
+        assert_eq!(c.shards, Some(8));
+        assert_eq!(c.sync, Some(SyncPolicy::None));
+        assert!(toml::from_str::<FileConfig>("shardz = 8").is_err());
+    }
+}
