@@ -1,0 +1,69 @@
+//! Shared test support: a real sharddb server on an ephemeral port, and a client for it.
+#![allow(dead_code)]
+
+use sharddb::config::{ServerConfig, SyncPolicy};
+use sharddb::server::RunningServer;
+use tokio_postgres::{Client, NoTls};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with `shards` shards in a fresh temporary directory.
+    pub async fn start(shards: usize) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            shards,
+            sync: SyncPolicy::Fsync,
+            memtable_mb: 4,
+        };
+        let server = sharddb::server::start(&config)
+            .await
+            .expect("server starts");
+        TestServer {
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let addr = self.server.as_ref().expect("running").addr;
+        format!(
+            "host={} port={} user=sharddb dbname=sharddb",
+            addr.ip(),
+            addr.port()
+        )
+    }
+
+    pub async fn connect(&self) -> Client {
+        connect(&self.url()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to sharddb");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// "SQLSTATE: message" of a database error, for assertions.
+pub fn db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
+}
