@@ -673,6 +673,32 @@ impl<'a> Binder<'a> {
         if ins.on.is_some() {
             return Err(SqlError::unsupported("INSERT ... ON CONFLICT"));
         }
+        // Other dialects' INSERT forms that sqlparser accepts but PostgreSQL's grammar does not;
+        // ignoring them would silently change what the statement means.
+        let foreign = if ins.or.is_some() {
+            Some("OR")
+        } else if ins.ignore {
+            Some("IGNORE")
+        } else if ins.replace_into {
+            Some("REPLACE")
+        } else if ins.overwrite {
+            Some("OVERWRITE")
+        } else if !ins.assignments.is_empty() {
+            Some("SET")
+        } else if ins.partitioned.is_some() || !ins.after_columns.is_empty() {
+            Some("PARTITION")
+        } else if ins.priority.is_some() || ins.insert_alias.is_some() || ins.settings.is_some() {
+            Some("INSERT")
+        } else if ins.format_clause.is_some() || ins.output.is_some() || ins.by_name {
+            Some("INSERT")
+        } else {
+            None
+        };
+        if let Some(word) = foreign {
+            return Err(SqlError::syntax(format!(
+                "syntax error at or near \"{word}\""
+            )));
+        }
         if !ins.into {
             return Err(SqlError::syntax(format!(
                 "syntax error at or near \"{}\"",
@@ -2126,6 +2152,14 @@ impl<'a> Binder<'a> {
                 expr, data_type, ..
             } => {
                 let to = convert_type(data_type)?;
+                // A numeric literal cast to a float type converts from its text, as PostgreSQL's
+                // numeric → float8 does, so literals beyond our 28-digit numeric keep their value.
+                if matches!(to, DataType::Float4 | DataType::Float8)
+                    && let Some(text) = numeric_literal_text(expr)
+                    && let Ok(v) = parse::parse_text(&text, to)
+                {
+                    return Ok((Expr::Literal(v), to));
+                }
                 let (b, t) = self.bind_expr(expr, cx)?;
                 Ok((self.coerce(b, t, to, CastCtx::Explicit)?, to))
             }
@@ -3228,12 +3262,83 @@ fn post_agg(e: Expr, groups: &[Expr], n_groups: usize, scope: &Scope) -> SqlResu
             ))
         }
         Expr::Subquery {
-            correlated: true, ..
-        } => Err(SqlError::unsupported(
-            "correlated subqueries in an aggregated select list",
-        )),
+            id,
+            kind,
+            plan,
+            lhs,
+            correlated: true,
+        } => {
+            // The subquery now runs once per group: its references to this query's FROM row
+            // must become references to the aggregate's output row.
+            let plan = remap_outer_plan(*plan, 1, &mut |index| {
+                post_agg(Expr::Column(index), groups, n_groups, scope).map_err(|e| {
+                    if e.code != sqlstate::GROUPING_ERROR {
+                        return e;
+                    }
+                    let col = &scope.columns[index];
+                    let shown = match &col.qualifier {
+                        Some(q) => format!("{q}.{}", col.name),
+                        None => col.name.clone(),
+                    };
+                    SqlError::new(
+                        sqlstate::GROUPING_ERROR,
+                        format!("subquery uses ungrouped column \"{shown}\" from outer query"),
+                    )
+                })
+            })?;
+            let lhs = match lhs {
+                Some(l) => Some(Box::new(post_agg(*l, groups, n_groups, scope)?)),
+                None => None,
+            };
+            Ok(Expr::Subquery {
+                id,
+                kind,
+                plan: Box::new(plan),
+                lhs,
+                correlated: true,
+            })
+        }
         other => other.map_children(&mut |c| post_agg(c, groups, n_groups, scope)),
     }
+}
+
+/// Rewrites the references a subquery plan makes to the query `depth` levels out, mapping each
+/// referenced column index through `map` (which yields an expression over the new outer row).
+fn remap_outer_plan(
+    plan: Plan,
+    depth: usize,
+    map: &mut dyn FnMut(usize) -> SqlResult<Expr>,
+) -> SqlResult<Plan> {
+    plan.map_exprs(&mut |e| remap_outer_expr(e, depth, map))
+}
+
+fn remap_outer_expr(
+    e: Expr,
+    depth: usize,
+    map: &mut dyn FnMut(usize) -> SqlResult<Expr>,
+) -> SqlResult<Expr> {
+    e.transform(&mut |node| match node {
+        Expr::Outer { depth: d, index } if d == depth => match map(index)? {
+            Expr::Column(i) => Ok(Expr::Outer { depth, index: i }),
+            _ => Err(SqlError::unsupported(
+                "an outer reference to an expression of grouped columns in a subquery",
+            )),
+        },
+        Expr::Subquery {
+            id,
+            kind,
+            plan,
+            lhs,
+            correlated,
+        } => Ok(Expr::Subquery {
+            id,
+            kind,
+            plan: Box::new(remap_outer_plan(*plan, depth + 1, map)?),
+            lhs,
+            correlated,
+        }),
+        other => Ok(other),
+    })
 }
 
 /// Splits a filter over `plan`'s output into the parts a shard can run (pushed into scans, also
@@ -3411,4 +3516,20 @@ fn equi_keys(on: &Expr, left_width: usize) -> Vec<(Expr, Expr, DataType)> {
         }
     }
     keys
+}
+
+/// The text of a (possibly negated) numeric literal, e.g. `-1e-308`.
+fn numeric_literal_text(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Value(ast::ValueWithSpan {
+            value: ast::Value::Number(n, _),
+            ..
+        }) => Some(n.to_string()),
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => numeric_literal_text(expr).map(|t| format!("-{t}")),
+        ast::Expr::Nested(inner) => numeric_literal_text(inner),
+        _ => None,
+    }
 }

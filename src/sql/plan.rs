@@ -6,6 +6,7 @@
 //! and a point lookup when the primary key is fixed by the predicate), so only matching rows cross
 //! the shard boundary.
 
+use crate::error::SqlResult;
 use crate::sql::expr::Expr;
 use crate::types::DataType;
 use serde::{Deserialize, Serialize};
@@ -133,6 +134,128 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Applies `f` to every expression held directly by this plan's nodes (not into subquery
+    /// plans inside those expressions; `f` decides whether to descend).
+    pub fn map_exprs(self, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>) -> SqlResult<Plan> {
+        let all = |v: Vec<Expr>, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>| {
+            v.into_iter().map(|e| f(e)).collect::<SqlResult<Vec<_>>>()
+        };
+        let sub =
+            |p: Box<Plan>, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>| p.map_exprs(f).map(Box::new);
+        Ok(match self {
+            Plan::Scan {
+                table_id,
+                table_name,
+                column_types,
+                primary_key,
+                access,
+                filter,
+            } => Plan::Scan {
+                table_id,
+                table_name,
+                column_types,
+                primary_key,
+                access: match access {
+                    Access::Full => Access::Full,
+                    Access::Point { key } => Access::Point { key: all(key, f)? },
+                },
+                filter: filter.map(&mut *f).transpose()?,
+            },
+            Plan::Values { rows, width } => Plan::Values {
+                rows: rows
+                    .into_iter()
+                    .map(|r| all(r, f))
+                    .collect::<SqlResult<_>>()?,
+                width,
+            },
+            Plan::Filter { input, predicate } => Plan::Filter {
+                input: sub(input, f)?,
+                predicate: f(predicate)?,
+            },
+            Plan::Project { input, exprs } => Plan::Project {
+                input: sub(input, f)?,
+                exprs: all(exprs, f)?,
+            },
+            Plan::Join {
+                left,
+                right,
+                kind,
+                on,
+                left_width,
+                right_width,
+                equi,
+            } => Plan::Join {
+                left: sub(left, f)?,
+                right: sub(right, f)?,
+                kind,
+                on: on.map(&mut *f).transpose()?,
+                left_width,
+                right_width,
+                equi: equi
+                    .into_iter()
+                    .map(|(l, r, t)| Ok((f(l)?, f(r)?, t)))
+                    .collect::<SqlResult<_>>()?,
+            },
+            Plan::Aggregate {
+                input,
+                group_by,
+                group_types,
+                aggs,
+            } => Plan::Aggregate {
+                input: sub(input, f)?,
+                group_by: all(group_by, f)?,
+                group_types,
+                aggs: aggs
+                    .into_iter()
+                    .map(|a| {
+                        Ok(AggCall {
+                            args: all(a.args, f)?,
+                            ..a
+                        })
+                    })
+                    .collect::<SqlResult<_>>()?,
+            },
+            Plan::Sort { input, keys } => Plan::Sort {
+                input: sub(input, f)?,
+                keys: keys
+                    .into_iter()
+                    .map(|k| {
+                        Ok(SortKey {
+                            expr: f(k.expr)?,
+                            ..k
+                        })
+                    })
+                    .collect::<SqlResult<_>>()?,
+            },
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => Plan::Limit {
+                input: sub(input, f)?,
+                limit: limit.map(&mut *f).transpose()?,
+                offset: offset.map(&mut *f).transpose()?,
+            },
+            Plan::Distinct { input, types } => Plan::Distinct {
+                input: sub(input, f)?,
+                types,
+            },
+            Plan::SetOp {
+                op,
+                all: is_all,
+                left,
+                right,
+                types,
+            } => Plan::SetOp {
+                op,
+                all: is_all,
+                left: sub(left, f)?,
+                right: sub(right, f)?,
+                types,
+            },
+        })
+    }
+
     /// An indented, human-readable rendering for EXPLAIN.
     pub fn explain(&self) -> Vec<String> {
         let mut out = Vec::new();
