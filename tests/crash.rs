@@ -124,7 +124,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
                         continue;
                     }
                     // 1 to 5 rows per statement: multi-row statements touch several shards.
-                    let n = 1 + (k % 5) as i64;
+                    let n = 1 + (k % 5);
                     let ids: Vec<i64> = (0..n).map(|j| base_row + k * 10 + j).collect();
                     let values: Vec<String> = ids
                         .iter()
@@ -167,6 +167,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let counter_rows = c.query("SELECT w, n FROM counters", &[]).await.unwrap();
         let mut l = ledger.lock().unwrap();
         let mut expected_total = 0usize;
         for (stmt, ids) in &l.acked {
@@ -197,7 +198,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
             expected_total,
             "iteration {iteration}: rows that were never written appeared"
         );
-        for row in c.query("SELECT w, n FROM counters", &[]).await.unwrap() {
+        for row in counter_rows {
             let w: i32 = row.get(0);
             let n: i64 = row.get(1);
             let (acked, maybe) = l.counters[&(w as i64)];

@@ -141,10 +141,10 @@ impl Catalog {
                 _ => break,
             }
         }
-        if let Some(bytes) = meta.get(NEXT_ID_KEY, READ_LATEST).map_err(storage_error)? {
-            if let Ok(arr) = <[u8; 4]>::try_from(bytes.as_slice()) {
-                state.next_table_id = state.next_table_id.max(u32::from_be_bytes(arr));
-            }
+        if let Some(bytes) = meta.get(NEXT_ID_KEY, READ_LATEST).map_err(storage_error)?
+            && let Ok(arr) = <[u8; 4]>::try_from(bytes.as_slice())
+        {
+            state.next_table_id = state.next_table_id.max(u32::from_be_bytes(arr));
         }
         Ok(Catalog {
             meta,

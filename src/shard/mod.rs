@@ -82,8 +82,8 @@ impl Shard {
                 Ok(ShardResponse::Stats(ShardStats {
                     memtable_bytes: s.memtable_bytes as u64,
                     sstables: s.sstable_count as u64,
-                    sstable_bytes: s.sstable_bytes as u64,
-                    wal_bytes: s.wal_bytes as u64,
+                    sstable_bytes: s.sstable_bytes,
+                    wal_bytes: s.wal_bytes,
                 }))
             }
         }
@@ -109,10 +109,10 @@ impl Shard {
         let mut rows: Vec<Row> = Vec::with_capacity(entries.len());
         for (_, bytes) in entries {
             let r = row::decode_row(&bytes)?;
-            if let Some(filter) = &scan.filter {
-                if filter.eval(&r, &ctx)? != Value::Bool(true) {
-                    continue;
-                }
+            if let Some(filter) = &scan.filter
+                && filter.eval(&r, &ctx)? != Value::Bool(true)
+            {
+                continue;
             }
             rows.push(r);
         }

@@ -687,9 +687,13 @@ impl<'a> Binder<'a> {
             Some("SET")
         } else if ins.partitioned.is_some() || !ins.after_columns.is_empty() {
             Some("PARTITION")
-        } else if ins.priority.is_some() || ins.insert_alias.is_some() || ins.settings.is_some() {
-            Some("INSERT")
-        } else if ins.format_clause.is_some() || ins.output.is_some() || ins.by_name {
+        } else if ins.priority.is_some()
+            || ins.insert_alias.is_some()
+            || ins.settings.is_some()
+            || ins.format_clause.is_some()
+            || ins.output.is_some()
+            || ins.by_name
+        {
             Some("INSERT")
         } else {
             None
@@ -2604,15 +2608,15 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_number(&self, n: &str) -> SqlResult<(Expr, DataType)> {
-        if !n.contains(['.', 'e', 'E']) {
-            if let Ok(i) = n.parse::<i64>() {
-                let t = if i32::try_from(i).is_ok() {
-                    DataType::Int4
-                } else {
-                    DataType::Int8
-                };
-                return Ok((Expr::Literal(Value::Int(i)), t));
-            }
+        if !n.contains(['.', 'e', 'E'])
+            && let Ok(i) = n.parse::<i64>()
+        {
+            let t = if i32::try_from(i).is_ok() {
+                DataType::Int4
+            } else {
+                DataType::Int8
+            };
+            return Ok((Expr::Literal(Value::Int(i)), t));
         }
         match parse::parse_text(n, DataType::Numeric(None)) {
             Ok(v) => Ok((Expr::Literal(v), DataType::Numeric(None))),
@@ -3084,13 +3088,13 @@ fn text_unknowns(mut scope: Scope) -> Scope {
 
 fn duplicate_tables(left: &Scope, right: &Scope) -> SqlResult<()> {
     for c in &right.columns {
-        if let Some(q) = &c.qualifier {
-            if left.has_qualifier(q) {
-                return Err(SqlError::new(
-                    sqlstate::DUPLICATE_ALIAS,
-                    format!("table name \"{q}\" specified more than once"),
-                ));
-            }
+        if let Some(q) = &c.qualifier
+            && left.has_qualifier(q)
+        {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_ALIAS,
+                format!("table name \"{q}\" specified more than once"),
+            ));
         }
     }
     Ok(())
@@ -3129,14 +3133,14 @@ fn function_does_not_exist(name: &str, types: &[DataType]) -> SqlError {
 }
 
 fn fold_constant(e: Expr) -> SqlResult<Expr> {
-    if let Expr::Arith { left, right, .. } = &e {
-        if matches!(left.as_ref(), Expr::Literal(_)) && matches!(right.as_ref(), Expr::Literal(_)) {
-            // Division by zero is reported at run time in PostgreSQL too, but only if the row is
-            // reached; keep it unevaluated so `WHERE false AND 1/0 = 1` does not fail.
-            if let Ok(v) = e.eval(&[], &crate::sql::expr::EvalContext::empty()) {
-                return Ok(Expr::Literal(v));
-            }
-        }
+    // Division by zero is reported at run time in PostgreSQL too, but only if the row is
+    // reached; keep it unevaluated so `WHERE false AND 1/0 = 1` does not fail.
+    if let Expr::Arith { left, right, .. } = &e
+        && matches!(left.as_ref(), Expr::Literal(_))
+        && matches!(right.as_ref(), Expr::Literal(_))
+        && let Ok(v) = e.eval(&[], &crate::sql::expr::EvalContext::empty())
+    {
+        return Ok(Expr::Literal(v));
     }
     Ok(e)
 }

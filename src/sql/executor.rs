@@ -457,10 +457,8 @@ impl SubqueryRunner for Executor<'_> {
         correlated: bool,
         outer: &[&[Value]],
     ) -> SqlResult<Rc<Vec<Vec<Value>>>> {
-        if !correlated {
-            if let Some(rows) = self.cache.borrow().get(&id) {
-                return Ok(rows.clone());
-            }
+        if !correlated && let Some(rows) = self.cache.borrow().get(&id) {
+            return Ok(rows.clone());
         }
         let rows = Rc::new(self.run(plan, outer)?);
         if !correlated {

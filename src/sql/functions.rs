@@ -970,7 +970,7 @@ pub fn eval(func: ScalarFunc, args: &[Value]) -> SqlResult<Value> {
         F::CeilNumeric | F::FloorNumeric => {
             let d = dec(0)?;
             let tr = d.truncated(0);
-            let has_frac = tr.cmp(&d) != std::cmp::Ordering::Equal;
+            let has_frac = tr.cmp_value(&d) != std::cmp::Ordering::Equal;
             let adjust = match func {
                 F::CeilNumeric => has_frac && !d.neg,
                 _ => has_frac && d.neg,

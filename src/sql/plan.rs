@@ -138,7 +138,7 @@ impl Plan {
     /// plans inside those expressions; `f` decides whether to descend).
     pub fn map_exprs(self, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>) -> SqlResult<Plan> {
         let all = |v: Vec<Expr>, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>| {
-            v.into_iter().map(|e| f(e)).collect::<SqlResult<Vec<_>>>()
+            v.into_iter().map(&mut *f).collect::<SqlResult<Vec<_>>>()
         };
         let sub =
             |p: Box<Plan>, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>| p.map_exprs(f).map(Box::new);

@@ -251,7 +251,9 @@ fn to_integer(v: &Value, to: DataType) -> SqlResult<i64> {
         Value::Float(f) => {
             let r = f.round_ties_even();
             // 2^63 is exactly representable; anything at or beyond it does not fit.
-            if r.is_nan() || r >= 9_223_372_036_854_775_808.0 || r < -9_223_372_036_854_775_808.0 {
+            if r.is_nan()
+                || !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&r)
+            {
                 return Err(int_out_of_range(to));
             }
             check_int(r as i64, to)

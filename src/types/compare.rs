@@ -81,7 +81,7 @@ pub fn cmp_decimal_f64(d: &Decimal, f: f64) -> Ordering {
     if approx != f {
         return approx.partial_cmp(&f).unwrap_or(Ordering::Equal);
     }
-    BigDec::from_decimal(d).cmp(&f64_to_bigdec(f))
+    BigDec::from_decimal(d).cmp_value(&f64_to_bigdec(f))
 }
 
 fn rank(v: &Value) -> u8 {
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(
             compare(
                 &Value::Int(i64::MAX),
-                &Value::Float(9.223372036854775807e18)
+                &Value::Float(9.223_372_036_854_776e18)
             ),
             Ordering::Less
         );

@@ -186,7 +186,7 @@ fn encode_numeric(d: &Decimal, out: &mut Vec<u8>) {
     let mut body = Vec::with_capacity(2 + digits.len() / 2);
     body.push((exp + EXP_BIAS) as u8);
     for pair in digits.as_bytes().chunks(2) {
-        let hi = (pair[0] - b'0') as u8;
+        let hi = pair[0] - b'0';
         let lo = pair.get(1).map_or(0, |b| b - b'0');
         body.push(hi * 10 + lo + 1);
     }

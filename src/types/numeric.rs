@@ -534,7 +534,7 @@ impl BigDec {
         BigDec::new(self.neg, r, scale)
     }
 
-    pub fn cmp(&self, other: &BigDec) -> Ordering {
+    pub fn cmp_value(&self, other: &BigDec) -> Ordering {
         match (self.neg, other.neg) {
             (false, true) => Ordering::Greater,
             (true, false) => Ordering::Less,
@@ -868,10 +868,7 @@ fn estimate_ln_dweight(x: &BigDec) -> i64 {
     let v = x.to_f64();
     if (0.9..=1.1).contains(&v) {
         let d = x.sub(&BigDec::from_i64(1));
-        match d.leading_exponent() {
-            Some(e) => e,
-            None => 0,
-        }
+        d.leading_exponent().unwrap_or_default()
     } else {
         let ln = x.log10_estimate() * std::f64::consts::LN_10;
         ln.abs().log10() as i64
@@ -978,7 +975,7 @@ pub fn exp(x: &BigDec) -> SqlResult<BigDec> {
 
 /// `power(numeric, numeric)`.
 pub fn power(base: &BigDec, exp_: &BigDec) -> SqlResult<BigDec> {
-    let exp_is_integer = exp_.truncated(0).cmp(exp_) == Ordering::Equal;
+    let exp_is_integer = exp_.truncated(0).cmp_value(exp_) == Ordering::Equal;
     if base.is_zero() && exp_.neg {
         return Err(domain_error(
             sqlstate::INVALID_ARGUMENT_FOR_POWER,
