@@ -11,6 +11,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 pub const DEFAULT_DATA_DIR: &str = "./sharddb-data";
 pub const DEFAULT_SHARDS: usize = 4;
 pub const DEFAULT_MEMTABLE_MB: usize = 32;
+pub const DEFAULT_STATEMENT_MEM_MB: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +32,7 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     pub sync: Option<SyncPolicy>,
     pub memtable_mb: Option<usize>,
+    pub statement_mem_mb: Option<usize>,
 }
 
 impl FileConfig {
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub shards: usize,
     pub sync: SyncPolicy,
     pub memtable_mb: usize,
+    /// Most memory one statement may hold in materialized rows (see `sql::executor`).
+    pub statement_mem_mb: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             shards: DEFAULT_SHARDS,
             sync: SyncPolicy::Fsync,
             memtable_mb: DEFAULT_MEMTABLE_MB,
+            statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
         }
     }
 }
@@ -73,6 +78,9 @@ impl ServerConfig {
         }
         if self.memtable_mb == 0 {
             return Err("memtable_mb must be at least 1".into());
+        }
+        if self.statement_mem_mb == 0 {
+            return Err("statement_mem_mb must be at least 1".into());
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ pub mod sqlstate {
     pub const INVALID_RECURSION: &str = "42P19";
     pub const WINDOWING_ERROR: &str = "42P20";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const OUT_OF_MEMORY: &str = "53200";
     pub const QUERY_CANCELED: &str = "57014";
     pub const IO_ERROR: &str = "58030";
     pub const INTERNAL_ERROR: &str = "XX000";

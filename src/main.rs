@@ -41,7 +41,12 @@ struct ServeArgs {
     /// Memtable size limit per shard in MiB [default: 32].
     #[arg(long, env = "SHARDDB_MEMTABLE_MB")]
     memtable_mb: Option<usize>,
-    /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb).
+    /// Most memory one statement may hold in materialized rows, in MiB; beyond it the statement
+    /// fails with 53200 instead of exhausting the server [default: 1024].
+    #[arg(long, env = "SHARDDB_STATEMENT_MEM_MB")]
+    statement_mem_mb: Option<usize>,
+    /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
+    /// statement_mem_mb).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -61,6 +66,10 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             .memtable_mb
             .or(file.memtable_mb)
             .unwrap_or(d.memtable_mb),
+        statement_mem_mb: args
+            .statement_mem_mb
+            .or(file.statement_mem_mb)
+            .unwrap_or(d.statement_mem_mb),
     })
 }
 

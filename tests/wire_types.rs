@@ -170,6 +170,7 @@ async fn rows_spread_over_shards_and_survive_restart() {
         shards: 4,
         sync: sharddb::config::SyncPolicy::Fsync,
         memtable_mb: 1,
+        statement_mem_mb: 256,
     };
     let server = sharddb::server::start(&config).await.unwrap();
     let url = format!("host=127.0.0.1 port={} user=x", server.addr.port());

@@ -19,7 +19,7 @@ use crate::txn::coordinator::Coordinator;
 use crate::types::arith::{self, ArithOp};
 use crate::types::cast::{self, CastContext};
 use crate::types::{DataType, Row, Value, compare, keycode};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -35,6 +35,22 @@ pub struct Executor<'a> {
     pub read_ts: u64,
     pub params: &'a [Value],
     cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
+    /// Bytes of rows this statement may materialize, and an estimate of what it holds now.
+    mem_limit: usize,
+    mem_used: Cell<usize>,
+}
+
+/// Approximate heap footprint of a materialized row.
+fn row_bytes(row: &[Value]) -> usize {
+    let mut n = std::mem::size_of::<Row>() + std::mem::size_of_val(row);
+    for v in row {
+        match v {
+            Value::Text(s) => n += s.len(),
+            Value::Bytea(b) => n += b.len(),
+            _ => {}
+        }
+    }
+    n
 }
 
 /// Encodes the primary key of a stored row.
@@ -67,7 +83,34 @@ impl<'a> Executor<'a> {
             read_ts,
             params,
             cache: RefCell::new(HashMap::new()),
+            mem_limit: usize::MAX,
+            mem_used: Cell::new(0),
         }
+    }
+
+    /// Bounds the memory the statement's materialized rows may take (the executor does not
+    /// stream yet, so this is what keeps one large query from exhausting the server).
+    pub fn with_mem_limit(mut self, bytes: usize) -> Self {
+        self.mem_limit = bytes;
+        self
+    }
+
+    /// Accounts for `bytes` more of materialized rows; 53200 once past the limit.
+    fn charge(&self, bytes: usize) -> SqlResult<()> {
+        let used = self.mem_used.get().saturating_add(bytes);
+        self.mem_used.set(used);
+        if used > self.mem_limit {
+            return Err(SqlError::new(sqlstate::OUT_OF_MEMORY, "out of memory")
+                .with_detail(format!(
+                    "The statement would hold more than {} MiB of rows in memory.",
+                    self.mem_limit >> 20
+                ))
+                .with_hint(
+                    "Add a WHERE clause or LIMIT, or raise --statement-mem-mb: sharddb does not \
+                 spill or stream intermediate results yet.",
+                ));
+        }
+        Ok(())
     }
 
     pub fn ctx<'c>(&'c self, outer: &[&'c [Value]]) -> EvalContext<'c> {
@@ -90,9 +133,12 @@ impl<'a> Executor<'a> {
             } => self.scan(*table_id, column_types, primary_key, access, filter, outer),
             Plan::Values { rows, .. } => {
                 let ctx = self.ctx(outer);
-                rows.iter()
+                let rows = rows
+                    .iter()
                     .map(|r| r.iter().map(|e| e.eval(&[], &ctx)).collect())
-                    .collect()
+                    .collect::<SqlResult<Vec<Row>>>()?;
+                self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+                Ok(rows)
             }
             Plan::Filter { input, predicate } => {
                 let rows = self.run(input, outer)?;
@@ -245,6 +291,10 @@ impl<'a> Executor<'a> {
                 }
             }
             Access::Full => {
+                let filter = match filter {
+                    Some(f) => Some(f.bind_runtime(self.params, outer)?),
+                    None => None,
+                };
                 let mut out = Vec::new();
                 for shard in 0..self.placement.shard_count() {
                     let mut start = Bound::Included(keys::table_prefix(table_id));
@@ -262,6 +312,7 @@ impl<'a> Executor<'a> {
                         let ShardResponse::Rows { rows, resume_after } = resp else {
                             return Err(SqlError::internal("unexpected shard response to Scan"));
                         };
+                        self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
                         out.extend(rows);
                         match resume_after {
                             Some(k) => start = Bound::Excluded(k),
@@ -334,6 +385,7 @@ impl<'a> Executor<'a> {
                 if ok {
                     matched = true;
                     right_matched[ri] = true;
+                    self.charge(row_bytes(&row))?;
                     out.push(row);
                 }
             }
@@ -460,7 +512,13 @@ impl SubqueryRunner for Executor<'_> {
         if !correlated && let Some(rows) = self.cache.borrow().get(&id) {
             return Ok(rows.clone());
         }
+        // A correlated subquery's rows live only while one outer row is evaluated, so its
+        // materialization is returned to the budget afterwards; cached results stay charged.
+        let before = self.mem_used.get();
         let rows = Rc::new(self.run(plan, outer)?);
+        if correlated {
+            self.mem_used.set(before);
+        }
         if !correlated {
             self.cache.borrow_mut().insert(id, rows.clone());
         }

@@ -526,19 +526,42 @@ impl Expr {
         }
     }
 
-    /// True if evaluation needs only the row: no subqueries, parameters or outer references.
-    /// Such expressions can run on a shard.
+    /// True if the expression can run on a shard: it needs only the row, plus parameters and
+    /// outer references, which the executor replaces by their values before shipping
+    /// ([`Expr::bind_runtime`]). Subqueries and aggregates stay at the coordinator.
     pub fn is_shippable(&self) -> bool {
         let mut ok = true;
         self.walk(&mut |e| {
-            if matches!(
-                e,
-                Expr::Subquery { .. } | Expr::Param(_) | Expr::Outer { .. } | Expr::AggRef(_)
-            ) {
+            if matches!(e, Expr::Subquery { .. } | Expr::AggRef(_)) {
                 ok = false;
             }
         });
         ok
+    }
+
+    /// Replaces `$n` parameters and outer references by their current values, so the
+    /// expression depends on the row alone and can be sent to a shard.
+    pub fn bind_runtime(&self, params: &[Value], outer: &[&[Value]]) -> SqlResult<Expr> {
+        let mut needed = false;
+        self.walk(&mut |e| needed |= matches!(e, Expr::Param(_) | Expr::Outer { .. }));
+        if !needed {
+            return Ok(self.clone());
+        }
+        self.clone().transform(&mut |e| match e {
+            Expr::Param(i) => params.get(i).cloned().map(Expr::Literal).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_PARAMETER,
+                    format!("there is no parameter ${}", i + 1),
+                )
+            }),
+            Expr::Outer { depth, index } => outer
+                .get(depth - 1)
+                .and_then(|r| r.get(index))
+                .cloned()
+                .map(Expr::Literal)
+                .ok_or_else(|| SqlError::internal("outer reference out of bounds")),
+            other => Ok(other),
+        })
     }
 
     /// Visits this expression and its children (not into subquery plans).

@@ -12,14 +12,14 @@ use crate::catalog::{Catalog, Relation, TableDef};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::id::SnowflakeGenerator;
 use crate::placement::Placement;
+use crate::rpc::ScanRequest;
 use crate::rpc::{LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse};
 use crate::shard::{Shard, keys};
 use crate::sql::binder::{
     Binder, Bound, ColumnSource, DeletePlan, InsertPlan, OutputColumn, Returning, UpdatePlan,
 };
-use crate::sql::executor::{Executor, encode_pk};
+use crate::sql::executor::{Executor, SCAN_PAGE, encode_pk};
 use crate::sql::expr::EvalContext;
-use crate::sql::plan::Plan;
 use crate::storage::{Engine, EngineOptions, SyncMode};
 use crate::txn::clock::HybridClock;
 use crate::txn::coordinator::Coordinator;
@@ -38,6 +38,8 @@ pub struct DbOptions {
     pub shards: usize,
     pub sync: bool,
     pub memtable_limit_bytes: usize,
+    /// Most bytes of materialized rows one statement may hold.
+    pub statement_mem_bytes: usize,
 }
 
 pub struct Database {
@@ -45,6 +47,7 @@ pub struct Database {
     pub coordinator: Coordinator,
     pub placement: Placement,
     pub ids: SnowflakeGenerator,
+    pub statement_mem_bytes: usize,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -115,6 +118,7 @@ impl Database {
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
         Ok(Arc::new(Database {
+            statement_mem_bytes: opts.statement_mem_bytes,
             catalog,
             coordinator,
             placement: Placement::new(shards),
@@ -237,7 +241,8 @@ impl Session {
         match bound {
             Bound::Query { plan, columns } => {
                 let read_ts = db.coordinator.clock().now();
-                let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+                let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
+                    .with_mem_limit(db.statement_mem_bytes);
                 let rows = exec.run(&plan, &[])?;
                 let tag = format!("SELECT {}", rows.len());
                 Ok(Outcome::Rows { columns, rows, tag })
@@ -416,7 +421,8 @@ impl Session {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
         let read_ts = db.coordinator.clock().now();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
+            .with_mem_limit(db.statement_mem_bytes);
         let source = exec.run(&p.source, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
@@ -479,7 +485,8 @@ impl Session {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
         let read_ts = db.coordinator.clock().now();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
+            .with_mem_limit(db.statement_mem_bytes);
         let old_rows = exec.run(&p.scan, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
@@ -538,7 +545,8 @@ impl Session {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
         let read_ts = db.coordinator.clock().now();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params);
+        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
+            .with_mem_limit(db.statement_mem_bytes);
         let rows = exec.run(&p.scan, &[])?;
         let table = &p.table;
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
@@ -563,35 +571,40 @@ impl Session {
         let db = &self.db;
         let _write = db.coordinator.write_guard();
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
-        let scan = Plan::Scan {
-            table_id: table.id,
-            table_name: table.name.clone(),
-            column_types: types.clone(),
-            primary_key: table.primary_key.clone(),
-            access: crate::sql::plan::Access::Full,
-            filter: None,
-        };
         let read_ts = db.coordinator.clock().now();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, &[]);
-        let rows = exec.run(&scan, &[])?;
-        for chunk in rows.chunks(1024) {
-            let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
-            for r in chunk {
-                let pk = encode_pk(r, &table.primary_key, &types);
-                writes
-                    .entry(db.placement.shard_for_key(&pk))
-                    .or_default()
-                    .push(RowWrite {
-                        key: keys::row_key(table.id, &pk),
+        // Page by page on each shard, so a table of any size is dropped in bounded memory.
+        for shard in 0..db.placement.shard_count() {
+            let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));
+            loop {
+                let resp = db.coordinator.call(
+                    shard,
+                    ShardRequest::Scan(ScanRequest {
+                        start: start.clone(),
+                        end: std::ops::Bound::Excluded(keys::table_end(table.id)),
+                        read_ts,
+                        limit: SCAN_PAGE,
+                        filter: None,
+                    }),
+                )?;
+                let ShardResponse::Rows { rows, resume_after } = resp else {
+                    return Err(SqlError::internal("unexpected shard response to Scan"));
+                };
+                let writes: Vec<RowWrite> = rows
+                    .iter()
+                    .map(|r| RowWrite {
+                        key: keys::row_key(table.id, &encode_pk(r, &table.primary_key, &types)),
                         value: None,
-                    });
-            }
-            // Each shard's deletions commit on their own: the table is already gone from the
-            // catalog, so nobody can observe a half-deleted table.
-            for (shard, w) in writes {
-                let mut one = BTreeMap::new();
-                one.insert(shard, w);
-                db.coordinator.commit(one)?;
+                    })
+                    .collect();
+                // Each page commits on its own: the table is already gone from the catalog, so
+                // nobody can observe a half-deleted table.
+                if !writes.is_empty() {
+                    db.coordinator.commit(BTreeMap::from([(shard, writes)]))?;
+                }
+                match resume_after {
+                    Some(k) => start = std::ops::Bound::Excluded(k),
+                    None => break,
+                }
             }
         }
         Ok(())

@@ -20,6 +20,7 @@ impl TestServer {
             shards,
             sync: SyncPolicy::Fsync,
             memtable_mb: 4,
+            statement_mem_mb: 256,
         };
         let server = sharddb::server::start(&config)
             .await
