@@ -17,8 +17,11 @@ async fn statement_memory_limit_is_an_error_not_an_outage() {
         statement_mem_mb: 1,
     };
     let server = sharddb::server::start(&config).await.unwrap();
-    let client =
-        common::connect(&format!("host=127.0.0.1 port={} user=x", server.addr.port())).await;
+    let client = common::connect(&format!(
+        "host=127.0.0.1 port={} user=x",
+        server.addr.port()
+    ))
+    .await;
     client
         .batch_execute("CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL)")
         .await
@@ -63,7 +66,10 @@ async fn statement_memory_limit_is_an_error_not_an_outage() {
         .batch_execute("CREATE TABLE big (id int PRIMARY KEY)")
         .await
         .unwrap();
-    let row = client.query_one("SELECT count(*) FROM big", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i64>(0), 0);
     server.shutdown().await;
 }
