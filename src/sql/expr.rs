@@ -215,12 +215,7 @@ impl Expr {
                 .and_then(|r| r.get(*index))
                 .cloned()
                 .ok_or_else(|| SqlError::internal("outer reference out of bounds")),
-            Expr::Param(i) => ctx.params.get(*i).cloned().ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::UNDEFINED_PARAMETER,
-                    format!("there is no parameter ${}", i + 1),
-                )
-            }),
+            Expr::Param(i) => ctx.params.get(*i).cloned().ok_or_else(|| no_parameter(*i)),
             Expr::Cast {
                 expr,
                 from,
@@ -548,12 +543,11 @@ impl Expr {
             return Ok(self.clone());
         }
         self.clone().transform(&mut |e| match e {
-            Expr::Param(i) => params.get(i).cloned().map(Expr::Literal).ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::UNDEFINED_PARAMETER,
-                    format!("there is no parameter ${}", i + 1),
-                )
-            }),
+            Expr::Param(i) => params
+                .get(i)
+                .cloned()
+                .map(Expr::Literal)
+                .ok_or_else(|| no_parameter(i)),
             Expr::Outer { depth, index } => outer
                 .get(depth - 1)
                 .and_then(|r| r.get(index))
@@ -778,4 +772,12 @@ impl Expr {
 
 fn transform_all(v: Vec<Expr>, f: &mut dyn FnMut(Expr) -> SqlResult<Expr>) -> SqlResult<Vec<Expr>> {
     v.into_iter().map(f).collect()
+}
+
+/// `$n` with no value supplied (0-based `i`).
+fn no_parameter(i: usize) -> SqlError {
+    SqlError::new(
+        sqlstate::UNDEFINED_PARAMETER,
+        format!("there is no parameter ${}", i + 1),
+    )
 }
