@@ -9,12 +9,8 @@ mod common;
 async fn statement_memory_limit_is_an_error_not_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let config = sharddb::config::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_path_buf(),
-        shards: 4,
-        sync: sharddb::config::SyncPolicy::Fsync,
-        memtable_mb: 4,
         statement_mem_mb: 1,
+        ..common::config(dir.path())
     };
     let server = sharddb::server::start(&config).await.unwrap();
     let client = common::connect(&format!(

@@ -165,12 +165,8 @@ async fn errors_carry_sqlstate_and_connection_survives() {
 async fn rows_spread_over_shards_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = sharddb::config::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_path_buf(),
-        shards: 4,
-        sync: sharddb::config::SyncPolicy::Fsync,
         memtable_mb: 1,
-        statement_mem_mb: 256,
+        ..common::config(dir.path())
     };
     let server = sharddb::server::start(&config).await.unwrap();
     let url = format!("host=127.0.0.1 port={} user=x", server.addr.port());

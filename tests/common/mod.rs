@@ -15,12 +15,8 @@ impl TestServer {
     pub async fn start(shards: usize) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            data_dir: dir.path().to_path_buf(),
             shards,
-            sync: SyncPolicy::Fsync,
-            memtable_mb: 4,
-            statement_mem_mb: 256,
+            ..config(dir.path())
         };
         let server = sharddb::server::start(&config)
             .await
@@ -48,6 +44,18 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// The test servers' configuration: an ephemeral port, durable sync, small memtables.
+pub fn config(data_dir: &std::path::Path) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        shards: 4,
+        sync: SyncPolicy::Fsync,
+        memtable_mb: 4,
+        statement_mem_mb: 256,
     }
 }
 
