@@ -77,10 +77,8 @@ pub enum ShardRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardStats {
-    pub memtable_bytes: u64,
-    pub sstables: u64,
-    pub sstable_bytes: u64,
-    pub wal_bytes: u64,
+    pub shard: usize,
+    pub storage: crate::storage::EngineStats,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

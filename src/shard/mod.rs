@@ -77,15 +77,10 @@ impl Shard {
             ShardRequest::MaxCommittedTs => {
                 Ok(ShardResponse::Timestamp(self.engine.max_committed_ts()))
             }
-            ShardRequest::Stats => {
-                let s = self.engine.stats();
-                Ok(ShardResponse::Stats(ShardStats {
-                    memtable_bytes: s.memtable_bytes as u64,
-                    sstables: s.sstable_count as u64,
-                    sstable_bytes: s.sstable_bytes,
-                    wal_bytes: s.wal_bytes,
-                }))
-            }
+            ShardRequest::Stats => Ok(ShardResponse::Stats(ShardStats {
+                shard: self.id,
+                storage: self.engine.stats(),
+            })),
         }
     }
 

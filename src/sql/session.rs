@@ -101,6 +101,7 @@ impl Database {
             } else {
                 SyncMode::None
             },
+            ..EngineOptions::default()
         };
         let meta = Arc::new(
             Engine::open(&opts.data_dir.join("meta"), engine_opts())

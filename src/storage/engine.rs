@@ -538,6 +538,12 @@ impl Engine {
             sstable_count: c.tables.len(),
             sstable_bytes: c.tables.iter().map(|t| t.file_size()).sum(),
             wal_bytes: self.wal_bytes.load(Ordering::Relaxed),
+            levels: vec![super::LevelStats {
+                level: 0,
+                files: c.tables.len(),
+                bytes: c.tables.iter().map(|t| t.file_size()).sum(),
+            }],
+            ..EngineStats::default()
         }
     }
 

@@ -66,18 +66,49 @@ pub enum SyncMode {
 /// Tuning knobs for [`Engine::open`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Once the active memtable holds at least this many (approximate) bytes after a write,
-    /// that write rotates the WAL and flushes the memtable into an SSTable.
+    /// Once the active memtable holds at least this many (approximate) bytes it becomes
+    /// immutable, the WAL rotates, and a background thread flushes it to an L0 SSTable.
     pub memtable_limit_bytes: usize,
+    /// Immutable memtables allowed to wait for a flush; a writer that would exceed this waits
+    /// (is throttled) until a flush finishes. Memtable memory is therefore bounded by about
+    /// `(max_immutable_memtables + 1) * memtable_limit_bytes`.
+    pub max_immutable_memtables: usize,
     /// Durability of WAL appends; see [`SyncMode`].
     pub sync: SyncMode,
+    /// Memory limit of the engine's block cache (decoded SSTable data blocks).
+    pub block_cache_bytes: usize,
+    /// Target size of an SSTable data block before compression of shared key prefixes.
+    pub block_bytes: usize,
+    /// Bloom filter bits per distinct user key (about 1% false positives at 10).
+    pub bloom_bits_per_key: usize,
+    /// Compactions split their output into files of about this size.
+    pub target_file_bytes: u64,
+    /// Number of L0 files that triggers an L0 → L1 compaction.
+    pub l0_compaction_trigger: usize,
+    /// Number of L0 files at which each write is delayed briefly, and at which writes wait for
+    /// compaction to catch up.
+    pub l0_slowdown_trigger: usize,
+    pub l0_stop_trigger: usize,
+    /// Target size of L1; each deeper level may hold `level_size_ratio` times more.
+    pub level1_target_bytes: u64,
+    pub level_size_ratio: u64,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             memtable_limit_bytes: 32 * 1024 * 1024,
+            max_immutable_memtables: 2,
             sync: SyncMode::Fsync,
+            block_cache_bytes: 32 * 1024 * 1024,
+            block_bytes: 4096,
+            bloom_bits_per_key: 10,
+            target_file_bytes: 8 * 1024 * 1024,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 12,
+            l0_stop_trigger: 20,
+            level1_target_bytes: 64 * 1024 * 1024,
+            level_size_ratio: 10,
         }
     }
 }
@@ -150,17 +181,88 @@ pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
 }
 
-/// A point-in-time summary of the engine's footprint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Size and file count of one LSM level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LevelStats {
+    /// 0 for the overlapping level fed by flushes, 1.. for the sorted levels below it.
+    pub level: usize,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// A point-in-time summary of the engine's footprint and of its work counters since open.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
-    /// Approximate bytes held by the active and (if any) frozen memtables.
+    /// Approximate bytes held by the active and all immutable memtables.
     pub memtable_bytes: usize,
-    /// Number of live SSTables.
+    /// Immutable memtables waiting for (or in) a background flush.
+    pub immutable_memtables: usize,
+    /// Number of live SSTables over all levels.
     pub sstable_count: usize,
     /// Total size in bytes of the live SSTable files.
     pub sstable_bytes: u64,
+    /// Per level, L0 first; every level the engine manages is listed, empty ones included.
+    pub levels: Vec<LevelStats>,
     /// Total size in bytes of the live WAL segments.
     pub wal_bytes: u64,
+    /// Number of live WAL segments.
+    pub wal_segments: usize,
+    /// WAL records appended and fsyncs issued since open: records/syncs is the group-commit
+    /// factor.
+    pub wal_records: u64,
+    pub wal_syncs: u64,
+    /// Point reads that consulted a table's bloom filter, and how many of those it answered
+    /// "definitely absent" (a block read avoided).
+    pub bloom_checks: u64,
+    pub bloom_negatives: u64,
+    /// Bloom filter said "maybe" but the table did not hold the key.
+    pub bloom_false_positives: u64,
+    /// Block cache lookups that hit / missed, and its current and maximum size.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
+    pub cache_capacity: u64,
+    /// Key and value bytes accepted from callers since open.
+    pub user_bytes: u64,
+    /// Bytes written to SSTables by flushes and by compactions since open.
+    pub flush_bytes: u64,
+    pub compaction_bytes_written: u64,
+    pub compaction_bytes_read: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    /// Writes that had to wait because flushes or L0 compactions fell behind, and the total
+    /// time they waited.
+    pub write_stalls: u64,
+    pub stall_micros: u64,
+}
+
+impl EngineStats {
+    /// Bytes the engine wrote to disk (WAL + flushes + compactions) per byte the caller wrote.
+    /// 0 before anything was written.
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes == 0 {
+            return 0.0;
+        }
+        let wal_and_tables = self.flush_bytes + self.compaction_bytes_written;
+        // The WAL roughly carries the user bytes once more (plus framing).
+        (self.user_bytes + wal_and_tables) as f64 / self.user_bytes as f64
+    }
+
+    /// Bytes on disk per byte of the deepest non-empty level, which holds (at most) one version
+    /// of each key after compaction: the usual leveled-LSM estimate. 1.0 is the ideal; 0 when
+    /// nothing is on disk.
+    pub fn space_amplification(&self) -> f64 {
+        let last = self
+            .levels
+            .iter()
+            .rev()
+            .find(|l| l.bytes > 0)
+            .map_or(0, |l| l.bytes);
+        if last == 0 {
+            return 0.0;
+        }
+        (self.sstable_bytes + self.wal_bytes) as f64 / last as f64
+    }
 }
 
 /// Builds a closure that attaches `path` to an `io::Error`, so every I/O failure names its file.

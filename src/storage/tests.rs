@@ -16,6 +16,7 @@ fn opts(limit: usize) -> EngineOptions {
     EngineOptions {
         memtable_limit_bytes: limit,
         sync: SyncMode::Fsync,
+        ..EngineOptions::default()
     }
 }
 
@@ -801,6 +802,7 @@ fn run_model(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
     let options = EngineOptions {
         memtable_limit_bytes: 768,
         sync: SyncMode::Fsync,
+        ..EngineOptions::default()
     };
     let mut engine = Some(Engine::open(dir.path(), options.clone()).unwrap());
     let mut model: Model = BTreeMap::new();
