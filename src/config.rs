@@ -12,6 +12,7 @@ pub const DEFAULT_DATA_DIR: &str = "./sharddb-data";
 pub const DEFAULT_SHARDS: usize = 4;
 pub const DEFAULT_MEMTABLE_MB: usize = 32;
 pub const DEFAULT_STATEMENT_MEM_MB: usize = 1024;
+pub const DEFAULT_BLOCK_CACHE_MB: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -32,6 +33,7 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     pub sync: Option<SyncPolicy>,
     pub memtable_mb: Option<usize>,
+    pub block_cache_mb: Option<usize>,
     pub statement_mem_mb: Option<usize>,
 }
 
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub shards: usize,
     pub sync: SyncPolicy,
     pub memtable_mb: usize,
+    /// Memory for cached SSTable blocks, shared out evenly over the shards' engines.
+    pub block_cache_mb: usize,
     /// Most memory one statement may hold in materialized rows (see `sql::executor`).
     pub statement_mem_mb: usize,
 }
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             shards: DEFAULT_SHARDS,
             sync: SyncPolicy::Fsync,
             memtable_mb: DEFAULT_MEMTABLE_MB,
+            block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
             statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
         }
     }

@@ -41,12 +41,15 @@ struct ServeArgs {
     /// Memtable size limit per shard in MiB [default: 32].
     #[arg(long, env = "SHARDDB_MEMTABLE_MB")]
     memtable_mb: Option<usize>,
+    /// SSTable block cache size in MiB, shared over all shards [default: 64].
+    #[arg(long, env = "SHARDDB_BLOCK_CACHE_MB")]
+    block_cache_mb: Option<usize>,
     /// Most memory one statement may hold in materialized rows, in MiB; beyond it the statement
     /// fails with 53200 instead of exhausting the server [default: 1024].
     #[arg(long, env = "SHARDDB_STATEMENT_MEM_MB")]
     statement_mem_mb: Option<usize>,
     /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
-    /// statement_mem_mb).
+    /// block_cache_mb, statement_mem_mb).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -66,6 +69,10 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             .memtable_mb
             .or(file.memtable_mb)
             .unwrap_or(d.memtable_mb),
+        block_cache_mb: args
+            .block_cache_mb
+            .or(file.block_cache_mb)
+            .unwrap_or(d.block_cache_mb),
         statement_mem_mb: args
             .statement_mem_mb
             .or(file.statement_mem_mb)

@@ -32,6 +32,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, String> {
         shards: config.shards,
         sync: config.sync == SyncPolicy::Fsync,
         memtable_limit_bytes: config.memtable_mb * 1024 * 1024,
+        block_cache_bytes: config.block_cache_mb * 1024 * 1024,
         statement_mem_bytes: config.statement_mem_mb * 1024 * 1024,
     };
     let db = tokio::task::spawn_blocking(move || Database::open(&opts))

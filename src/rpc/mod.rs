@@ -73,6 +73,11 @@ pub enum ShardRequest {
     /// Highest commit timestamp this shard has applied.
     MaxCommittedTs,
     Stats,
+    /// Versions no reader at or above `ts` can see may be garbage-collected; nothing will
+    /// commit at or below `ts` any more (see `txn::snapshots`).
+    GcWatermark {
+        ts: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

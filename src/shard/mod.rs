@@ -77,6 +77,10 @@ impl Shard {
             ShardRequest::MaxCommittedTs => {
                 Ok(ShardResponse::Timestamp(self.engine.max_committed_ts()))
             }
+            ShardRequest::GcWatermark { ts } => {
+                self.engine.set_gc_watermark(ts);
+                Ok(ShardResponse::Done)
+            }
             ShardRequest::Stats => Ok(ShardResponse::Stats(ShardStats {
                 shard: self.id,
                 storage: self.engine.stats(),

@@ -38,6 +38,8 @@ pub struct DbOptions {
     pub shards: usize,
     pub sync: bool,
     pub memtable_limit_bytes: usize,
+    /// Block cache memory for all engines together (each shard gets an equal share).
+    pub block_cache_bytes: usize,
     /// Most bytes of materialized rows one statement may hold.
     pub statement_mem_bytes: usize,
 }
@@ -96,6 +98,7 @@ impl Database {
         };
         let engine_opts = || EngineOptions {
             memtable_limit_bytes: opts.memtable_limit_bytes,
+            block_cache_bytes: opts.block_cache_bytes / (shards + 1),
             sync: if opts.sync {
                 SyncMode::Fsync
             } else {
@@ -241,7 +244,8 @@ impl Session {
         let db = self.db.clone();
         match bound {
             Bound::Query { plan, columns } => {
-                let read_ts = db.coordinator.clock().now();
+                let snapshot = db.coordinator.begin_read();
+                let read_ts = snapshot.ts();
                 let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
                     .with_mem_limit(db.statement_mem_bytes);
                 let rows = exec.run(&plan, &[])?;
@@ -421,7 +425,8 @@ impl Session {
     fn insert(&mut self, p: InsertPlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
-        let read_ts = db.coordinator.clock().now();
+        let snapshot = db.coordinator.begin_read();
+        let read_ts = snapshot.ts();
         let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
             .with_mem_limit(db.statement_mem_bytes);
         let source = exec.run(&p.source, &[])?;
@@ -485,7 +490,8 @@ impl Session {
     fn update(&mut self, p: UpdatePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
-        let read_ts = db.coordinator.clock().now();
+        let snapshot = db.coordinator.begin_read();
+        let read_ts = snapshot.ts();
         let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
             .with_mem_limit(db.statement_mem_bytes);
         let old_rows = exec.run(&p.scan, &[])?;
@@ -545,7 +551,8 @@ impl Session {
     fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let _write = db.coordinator.write_guard();
-        let read_ts = db.coordinator.clock().now();
+        let snapshot = db.coordinator.begin_read();
+        let read_ts = snapshot.ts();
         let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
             .with_mem_limit(db.statement_mem_bytes);
         let rows = exec.run(&p.scan, &[])?;
@@ -572,7 +579,8 @@ impl Session {
         let db = &self.db;
         let _write = db.coordinator.write_guard();
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
-        let read_ts = db.coordinator.clock().now();
+        let snapshot = db.coordinator.begin_read();
+        let read_ts = snapshot.ts();
         // Page by page on each shard, so a table of any size is dropped in bounded memory.
         for shard in 0..db.placement.shard_count() {
             let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));

@@ -1,92 +1,135 @@
-//! The engine: recovery, the write path, flush, compaction and reads.
+//! The engine: recovery, the group-committed write path, background flush and leveled
+//! compaction, and snapshot reads over memtables and levels.
 //!
 //! ```text
-//!   writers ──▶ writer mutex ──▶ WAL append (+ fdatasync) ──▶ memtable insert ──▶ publish seq
-//!                  │ (memtable over limit)
-//!                  └──▶ rotate WAL, freeze memtable ──▶ SSTable ──▶ delete covered WAL segments
+//!   writers ─▶ throttle ─▶ writer mutex: WAL write, seq, memtable insert ─▶ group fsync ─▶ publish
+//!                              │ active memtable over limit
+//!                              └─▶ rotate WAL segment, active becomes immutable ─┐
+//!   flush thread   ◀───────────────────────────────────────────────────────────┘
+//!        immutable memtable ─▶ L0 table ─▶ manifest edit (AddTable, LogNumber) ─▶ drop WAL segs
+//!   compaction thread
+//!        pick level by score ─▶ merge + GC ─▶ output tables ─▶ manifest edit ─▶ drop inputs
 //!
-//!   readers ──▶ visible_seq + Arc snapshot {active, frozen, tables} ──▶ merge ──▶ visibility
+//!   readers ─▶ visible_seq + Arc<Components>{active, immutables, version} ─▶ merge ─▶ visibility
 //! ```
 //!
 //! Invariants:
-//! - **Durability before visibility.** A batch is inserted into the memtable only after its WAL
-//!   record is durable, and the call returns only after that. If a WAL write or fsync fails the
-//!   log's state is unknown, so the engine is poisoned: it refuses further writes until reopened.
-//! - **Atomic visibility.** Writers are serialized by the writer mutex and give each batch the
-//!   next sequence number; `visible_seq` is advanced only after the whole batch is in the
-//!   memtable. Readers load `visible_seq` first and then snapshot the component list, so they
-//!   see every batch published before they started and never part of one. Rotation happens
-//!   between batches, so a batch is always entirely in one memtable, and therefore entirely in
-//!   one table.
-//! - **Readers never wait on I/O done by writers.** They hold the state lock only to clone an
-//!   `Arc`; fsyncs happen under the writer mutex, which readers never take.
-//! - **WAL coverage.** A WAL segment is deleted only after an SSTable whose name covers it is
-//!   durable. Prepared-but-undecided transactions are re-logged into the new segment (and
-//!   fsynced) before the rotation completes, so deleting old segments never loses them.
-//! - **Newest wins.** Sources are ranked active memtable, frozen memtable, then tables by
-//!   descending WAL coverage; among copies of the same `(key, ts)` the highest-ranked wins.
-//!   Different timestamps are compared by timestamp, never by source, because 2PC commits may
-//!   arrive out of timestamp order.
+//! - **Durability before acknowledgement and visibility.** A record is written and inserted
+//!   into the memtable under the writer mutex with a sequence number above `visible_seq`, so no
+//!   reader sees it; the writer then waits until an fsync covers its record. One fsync covers
+//!   every record written before it started, so concurrent committers share fsyncs (group
+//!   commit): whoever finds no fsync in flight issues one for everything written so far, the
+//!   others wait for it. Only then is `visible_seq` raised past the record's sequence number.
+//!   If an fsync or WAL write fails the log's state is unknown and the engine is poisoned.
+//! - **Atomic visibility.** Sequence numbers are assigned in WAL order under the writer mutex,
+//!   and `visible_seq` only moves to a sequence number all of whose predecessors are durable.
+//!   Rotation happens between records, so a batch lies entirely in one memtable.
+//! - **Rotation makes the frozen memtable durable**: the old segment is fsynced before the
+//!   memtable is frozen, so a flushed table never holds an unacknowledgeable write.
+//! - **WAL coverage.** The manifest's log number only moves past a segment once a table holding
+//!   all of that segment's data is named by a durable manifest edit; only then is the segment
+//!   deleted. Undecided prepared transactions are re-logged into each new segment at rotation.
+//! - **Atomic table-set changes.** Each flush and compaction is one manifest edit, fsynced
+//!   before the version is swapped in and before any file it retires is deleted; edits and
+//!   version swaps happen in the same order (both under the manifest mutex).
+//! - **Newest wins.** Sources are ranked active memtable, immutables (newest first), L0 tables
+//!   (newest first), then L1, L2, ...; copies of the same `(key, ts)` resolve to the higher
+//!   rank. Different timestamps are compared by timestamp, never by rank, because 2PC commits
+//!   may arrive out of timestamp order.
+//! - **Bounded memory.** A writer that would need more than `max_immutable_memtables` frozen
+//!   memtables, or that meets `l0_stop_trigger` L0 tables, waits for the background threads
+//!   (a stall, counted in the stats) instead of growing memory or read amplification.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::cache::BlockCache;
 use super::compaction::GcIter;
 use super::files::{self, FileKind, sync_dir, table_path, wal_path};
-use super::iter::{Direction, EntryIter, KeyRange, MergeIter, collect_visible};
+use super::iter::{Direction, Entry, EntryIter, KeyRange, MergeIter, collect_visible};
+use super::manifest::{self, Change, Manifest, ManifestState, TableInfo};
 use super::memtable::Memtable;
-use super::sstable::{Table, write_table};
+use super::sstable::{ReadCounters, Table, TableBuilder, TableOptions};
+use super::version::{LevelIter, LevelLimits, NUM_LEVELS, Pick, Version, key_span};
 use super::wal::{self, WalRecord, WalWriter};
 use super::{
-    EngineOptions, EngineStats, Result, StorageError, WriteBatch, WriteOp, corruption, io_err,
+    EngineOptions, EngineStats, Result, StorageError, SyncMode, WriteBatch, WriteOp, corruption,
+    io_err,
 };
+
+/// A frozen memtable and the first WAL segment that does *not* feed it: once it is in a
+/// table, segments below `log_hi` hold nothing that is not in tables.
+struct Immutable {
+    mem: Arc<Memtable>,
+    log_hi: u64,
+}
 
 /// The set of components a reader merges. Replaced wholesale (copy-on-write) so a reader's
 /// snapshot is one `Arc` clone.
 struct Components {
     active: Arc<Memtable>,
-    frozen: Option<Arc<Memtable>>,
-    /// Newest first (descending `hi`).
-    tables: Vec<Arc<Table>>,
-}
-
-/// A frozen memtable waiting to become table `[lo, hi)`.
-struct FlushJob {
-    mem: Arc<Memtable>,
-    lo: u64,
-    hi: u64,
+    /// Newest first.
+    immutables: Vec<Arc<Immutable>>,
+    version: Arc<Version>,
 }
 
 /// Everything only writers touch, guarded by the writer mutex.
 struct Writer {
     wal: WalWriter,
-    /// Older live WAL segments as `(seq, bytes)`, all not yet covered by a table.
-    old_segments: Vec<(u64, u64)>,
+    /// Total bytes ever written to the WAL by this engine instance: the position group commit
+    /// syncs up to.
+    lsn: u64,
     next_write_seq: u64,
     next_segment: u64,
-    /// `lo` of the next flushed table: the first WAL segment not covered by a table.
-    flush_lo: u64,
-    /// A rotation whose table could not be written yet; retried before the next rotation.
-    unfinished: Option<FlushJob>,
-    poisoned: Option<String>,
 }
 
-impl Writer {
-    fn wal_bytes(&self) -> u64 {
-        self.old_segments.iter().map(|s| s.1).sum::<u64>() + self.wal.len()
-    }
+/// Group-commit state: how far the WAL is known durable and whether an fsync is in flight.
+struct SyncState {
+    synced_lsn: u64,
+    syncing: bool,
+    /// The active segment's file; swapped at rotation (after the old one was fsynced).
+    file: Arc<File>,
+    path: PathBuf,
 }
 
-/// A log-structured MVCC storage engine for one shard. `Send + Sync`: share it in an `Arc`.
-pub struct Engine {
+/// Coordination between foreground and background threads.
+#[derive(Default)]
+struct BgState {
+    shutdown: bool,
+    /// The last flush failure, until a flush succeeds; stalled writers report it.
+    flush_error: Option<String>,
+}
+
+/// Work counters since open.
+#[derive(Default)]
+struct Counters {
+    wal_records: AtomicU64,
+    wal_syncs: AtomicU64,
+    wal_active_bytes: AtomicU64,
+    wal_closed_bytes: AtomicU64,
+    user_bytes: AtomicU64,
+    flush_bytes: AtomicU64,
+    compaction_written: AtomicU64,
+    compaction_read: AtomicU64,
+    flushes: AtomicU64,
+    compactions: AtomicU64,
+    stalls: AtomicU64,
+    stall_micros: AtomicU64,
+}
+
+struct Inner {
     dir: PathBuf,
     opts: EngineOptions,
+    table_opts: TableOptions,
+    limits: LevelLimits,
     /// Holds the directory's advisory lock for the engine's lifetime.
     _lock: File,
     writer: Mutex<Writer>,
@@ -96,8 +139,41 @@ pub struct Engine {
     pending: Mutex<BTreeMap<u64, Vec<WriteOp>>>,
     visible_seq: AtomicU64,
     max_committed_ts: AtomicU64,
-    wal_bytes: AtomicU64,
-    compaction: Mutex<()>,
+    /// `Writer::lsn` as of the last completed write, for group-commit leaders.
+    written_lsn: AtomicU64,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    /// Set when a WAL write or fsync failed: the log's state is unknown until reopen.
+    poison: Mutex<Option<String>>,
+    manifest: Mutex<Manifest>,
+    /// Closed WAL segments not yet deleted: seq -> bytes.
+    segments: Mutex<BTreeMap<u64, u64>>,
+    bg: Mutex<BgState>,
+    /// Background threads wait here for work.
+    work_cv: Condvar,
+    /// Foreground threads wait here for background progress.
+    done_cv: Condvar,
+    shutting_down: AtomicBool,
+    /// One compaction at a time (background or manual).
+    compacting: Mutex<Vec<Vec<u8>>>,
+    gc_watermark: AtomicU64,
+    cache: Arc<BlockCache>,
+    read_counters: Arc<ReadCounters>,
+    counters: Counters,
+}
+
+/// A log-structured MVCC storage engine for one shard. `Send + Sync`: share it in an `Arc`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What a full verification found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub tables: usize,
+    pub entries: u64,
+    pub wal_segments: usize,
 }
 
 /// What recovery rebuilt from the WAL.
@@ -152,10 +228,27 @@ fn remove_file_logged(path: &Path, why: &str) {
     }
 }
 
+fn shutting_down() -> StorageError {
+    StorageError::Poisoned("the engine is shutting down".to_owned())
+}
+
+fn table_info(level: usize, t: &Table) -> TableInfo {
+    let m = t.meta();
+    TableInfo {
+        level: level as u32,
+        id: t.id(),
+        size: t.file_size(),
+        min_key: m.min_key.clone(),
+        max_key: m.max_key.clone(),
+        min_ts: m.min_ts,
+        max_ts: m.max_ts,
+    }
+}
+
 impl Engine {
-    /// Opens (creating if needed) the engine in `dir` and recovers its state: loads all tables,
-    /// replays the WAL segments they do not cover, truncates a torn WAL tail, and restores
-    /// undecided prepared transactions.
+    /// Opens (creating if needed) the engine in `dir` and recovers its state: reads the
+    /// manifest, opens its tables, replays the WAL segments they do not cover, truncates a torn
+    /// WAL tail, restores undecided prepared transactions, and starts the background threads.
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -183,65 +276,120 @@ impl Engine {
 
         // Inventory the directory.
         let mut wal_segs = Vec::new();
-        let mut table_ranges = Vec::new();
+        let mut table_files = Vec::new();
+        let mut manifests = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             match files::classify(name) {
                 FileKind::Wal { seq } => wal_segs.push(seq),
-                FileKind::Table { lo, hi } => table_ranges.push((lo, hi)),
-                FileKind::Temp => remove_file_logged(&entry.path(), "leftover temporary file"),
-                FileKind::Lock => {}
-                FileKind::Unknown => {
-                    tracing::warn!(
-                        file = name,
-                        "ignoring unrecognised file in storage directory"
-                    )
-                }
+                FileKind::Table { id } => table_files.push(id),
+                FileKind::Manifest => manifests.push(dir.join(name)),
+                FileKind::Temp => remove_file_logged(&dir.join(name), "unfinished temporary file"),
+                FileKind::Lock | FileKind::Current | FileKind::Unknown => {}
             }
         }
         wal_segs.sort_unstable();
 
-        // Resolve table ranges: nested ones are finished compactions' inputs.
-        table_ranges.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        let mut kept: Vec<(u64, u64)> = Vec::new();
-        let mut subsumed = Vec::new();
-        for (lo, hi) in table_ranges {
-            match kept.last() {
-                Some(&(_, last_hi)) if hi <= last_hi => subsumed.push((lo, hi)),
-                Some(&(last_lo, last_hi)) if lo < last_hi => {
+        let (state, old_manifest) = match manifest::recover(dir)? {
+            Some((state, path)) => (state, Some(path)),
+            None => {
+                if !wal_segs.is_empty() || !table_files.is_empty() {
                     return Err(corruption(
-                        &table_path(dir, lo, hi),
-                        format!("WAL range overlaps table [{last_lo}, {last_hi}) partially"),
+                        &dir.join(manifest::CURRENT),
+                        "missing, but the directory holds WAL segments or tables \
+                         (a damaged engine directory, or one from an older format)",
                     ));
                 }
-                _ => kept.push((lo, hi)),
+                (
+                    ManifestState {
+                        next_file: 1,
+                        ..ManifestState::default()
+                    },
+                    None,
+                )
+            }
+        };
+        let manifest_name = old_manifest.as_deref().unwrap_or(dir).to_path_buf();
+
+        let cache = Arc::new(BlockCache::new(opts.block_cache_bytes));
+        let read_counters = Arc::new(ReadCounters::default());
+        let mut added = Vec::with_capacity(state.tables.len());
+        for info in state.tables.values() {
+            let path = table_path(dir, info.id);
+            if !path.exists() {
+                return Err(corruption(
+                    &manifest_name,
+                    format!(
+                        "names table {} (level {}), whose file {} is missing",
+                        info.id,
+                        info.level,
+                        path.display()
+                    ),
+                ));
+            }
+            if info.level as usize >= NUM_LEVELS {
+                return Err(corruption(
+                    &manifest_name,
+                    format!("table {} is at impossible level {}", info.id, info.level),
+                ));
+            }
+            let t = Table::open(
+                &path,
+                info.id,
+                Arc::clone(&cache),
+                Arc::clone(&read_counters),
+            )?;
+            added.push((info.level as usize, Arc::new(t)));
+        }
+        let version = Version::empty().edit(&[], added);
+        version.check().map_err(|d| corruption(&manifest_name, d))?;
+        for id in table_files {
+            if !state.tables.contains_key(&id) {
+                remove_file_logged(&table_path(dir, id), "table not named by the manifest");
             }
         }
-        let mut tables = Vec::with_capacity(kept.len());
-        for &(lo, hi) in kept.iter().rev() {
-            tables.push(Arc::new(Table::open(&table_path(dir, lo, hi), lo, hi)?));
+        for m in &manifests {
+            if Some(m) != old_manifest.as_ref() {
+                remove_file_logged(m, "superseded manifest");
+            }
         }
-        for (lo, hi) in subsumed {
-            remove_file_logged(&table_path(dir, lo, hi), "table superseded by a compaction");
-        }
-        let covered_upto = kept.last().map_or(0, |r| r.1);
 
-        // Replay the WAL segments no table covers.
+        // The WAL: segments below the log number are in tables; the rest must be contiguous
+        // from it, since a segment at or above it is only ever deleted after the log number
+        // has moved past it.
+        let (covered, live): (Vec<u64>, Vec<u64>) = wal_segs
+            .iter()
+            .copied()
+            .partition(|&s| s < state.log_number);
+        let first_expected = state.log_number.max(1);
+        let missing = match live.first() {
+            Some(&first) => first != first_expected,
+            None => state.log_number > 0,
+        } || live.windows(2).any(|w| w[1] != w[0] + 1);
+        if missing {
+            return Err(corruption(
+                &manifest_name,
+                format!(
+                    "WAL segments from {first_expected} on must all exist, but found {live:?}: \
+                     acknowledged writes may be lost"
+                ),
+            ));
+        }
         let mut replayed = Replayed {
             mem: Memtable::new(),
             pending: BTreeMap::new(),
             last_seq: 0,
-            max_ts: tables
-                .iter()
-                .map(|t| t.meta().high_water_ts)
+            max_ts: version
+                .all_tables()
+                .map(|(_, t)| t.meta().high_water_ts.max(t.meta().max_ts))
                 .max()
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .max(state.high_water),
         };
-        let (covered, live): (Vec<u64>, Vec<u64>) =
-            wal_segs.iter().copied().partition(|&s| s < covered_upto);
-        let mut old_segments = Vec::with_capacity(live.len());
+        let mut closed = BTreeMap::new();
+        let mut last_len = 0;
         for (i, &seq) in live.iter().enumerate() {
             let path = wal_path(dir, seq);
             let is_last = i + 1 == live.len();
@@ -256,77 +404,121 @@ impl Engine {
                 );
                 wal::truncate_segment(&path, outcome.valid_len)?;
             }
-            if outcome.valid_len == 0 {
-                // Holds nothing (e.g. a restart with no writes); the new segment replaces it.
-                remove_file_logged(&path, "empty WAL segment");
-                continue;
+            if is_last {
+                last_len = outcome.valid_len;
+            } else {
+                closed.insert(seq, outcome.valid_len);
             }
-            old_segments.push((seq, outcome.valid_len));
         }
         for &seq in &covered {
             remove_file_logged(&wal_path(dir, seq), "WAL segment already in a table");
         }
 
-        let next_segment = wal_segs
-            .last()
-            .map_or(1, |s| s + 1)
-            .max(covered_upto)
-            .max(1);
-        let wal = WalWriter::create(dir, next_segment, opts.sync)?;
-        let writer = Writer {
-            wal,
-            old_segments,
-            next_write_seq: replayed.last_seq + 1,
-            next_segment: next_segment + 1,
-            flush_lo: covered_upto,
-            unfinished: None,
-            poisoned: None,
+        let manifest = Manifest::create(dir, state, old_manifest.as_deref())?;
+        // Appends continue in the newest segment (after its torn tail was cut off).
+        let (wal, next_segment) = match live.last() {
+            Some(&seq) => (WalWriter::open_append(dir, seq, last_len)?, seq + 1),
+            None => (WalWriter::create(dir, first_expected)?, first_expected + 1),
+        };
+        let sync = SyncState {
+            synced_lsn: 0,
+            syncing: false,
+            file: wal.handle(),
+            path: wal.path().to_path_buf(),
         };
         tracing::info!(
             dir = %dir.display(),
-            tables = tables.len(),
+            tables = version.all_tables().count(),
             replayed_segments = live.len(),
             recovered_bytes = replayed.mem.approx_bytes(),
             in_doubt = replayed.pending.len(),
             max_committed_ts = replayed.max_ts,
             "storage engine opened"
         );
-        let engine = Engine {
+        let counters = Counters::default();
+        counters
+            .wal_closed_bytes
+            .store(closed.values().sum(), Ordering::Relaxed);
+        counters
+            .wal_active_bytes
+            .store(wal.len(), Ordering::Relaxed);
+        let limits = LevelLimits {
+            l0_trigger: opts.l0_compaction_trigger,
+            level1_bytes: opts.level1_target_bytes,
+            ratio: opts.level_size_ratio,
+        };
+        let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
+            table_opts: TableOptions {
+                block_bytes: opts.block_bytes,
+                bloom_bits_per_key: opts.bloom_bits_per_key,
+            },
+            limits,
             _lock: lock,
-            wal_bytes: AtomicU64::new(writer.wal_bytes()),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                wal,
+                lsn: 0,
+                next_write_seq: replayed.last_seq + 1,
+                next_segment,
+            }),
             state: RwLock::new(Arc::new(Components {
                 active: Arc::new(replayed.mem),
-                frozen: None,
-                tables,
+                immutables: Vec::new(),
+                version: Arc::new(version),
             })),
             pending: Mutex::new(replayed.pending),
             visible_seq: AtomicU64::new(replayed.last_seq),
             max_committed_ts: AtomicU64::new(replayed.max_ts),
-            compaction: Mutex::new(()),
+            written_lsn: AtomicU64::new(0),
+            sync: Mutex::new(sync),
+            sync_cv: Condvar::new(),
+            poison: Mutex::new(None),
+            manifest: Mutex::new(manifest),
+            segments: Mutex::new(closed),
+            bg: Mutex::new(BgState::default()),
+            work_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+            compacting: Mutex::new(vec![Vec::new(); NUM_LEVELS]),
+            gc_watermark: AtomicU64::new(0),
+            cache,
+            read_counters,
+            counters,
             opts,
-        };
-        {
-            let mut w = engine.writer.lock();
-            engine.maybe_flush_locked(&mut w);
+        });
+        let mut threads = Vec::with_capacity(2);
+        for (name, body) in [
+            ("sharddb-flush", Inner::flush_loop as fn(&Inner)),
+            ("sharddb-compact", Inner::compaction_loop as fn(&Inner)),
+        ] {
+            let inner = Arc::clone(&inner);
+            let handle = std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || body(&inner))
+                .map_err(io_err(dir))?;
+            threads.push(handle);
         }
-        Ok(engine)
+        Ok(Engine { inner, threads })
     }
 
     /// Atomically and durably applies `batch` at version `batch.commit_ts`: one WAL record,
-    /// fsynced (under [`super::SyncMode::Fsync`]) before returning, then inserted into the
-    /// memtable and published. After a crash either all ops are visible or none.
+    /// fsynced (under [`SyncMode::Fsync`], shared with concurrent writers) before returning,
+    /// then published. After a crash either all ops are visible or none.
     pub fn apply(&self, batch: &WriteBatch) -> Result<()> {
         let frame = wal::encode_batch(batch.commit_ts, &batch.ops)?;
-        let mut w = self.writer.lock();
-        self.append_locked(&mut w, &frame)?;
-        let ops = batch
-            .ops
-            .iter()
-            .map(|op| (op.key.clone(), op.value.clone()));
-        self.publish_locked(&mut w, batch.commit_ts, ops);
-        self.maybe_flush_locked(&mut w);
+        let inner = &self.inner;
+        let (lsn, seq) = {
+            let mut w = inner.writer_for_write()?;
+            let lsn = inner.append(&mut w, &frame)?;
+            let ops = batch
+                .ops
+                .iter()
+                .map(|op| (op.key.clone(), op.value.clone()));
+            let seq = inner.insert_locked(&mut w, batch.commit_ts, ops);
+            (lsn, seq)
+        };
+        inner.wait_durable(lsn)?;
+        inner.visible_seq.fetch_max(seq, Ordering::AcqRel);
         Ok(())
     }
 
@@ -335,56 +527,69 @@ impl Engine {
     /// [`Engine::abort_prepared`].
     pub fn prepare(&self, txid: u64, ops: Vec<WriteOp>) -> Result<()> {
         let frame = wal::encode_prepare(txid, &ops)?;
-        let mut w = self.writer.lock();
-        if self.pending.lock().contains_key(&txid) {
-            return Err(StorageError::AlreadyPrepared { txid });
-        }
-        self.append_locked(&mut w, &frame)?;
-        self.pending.lock().insert(txid, ops);
-        Ok(())
+        let inner = &self.inner;
+        let lsn = {
+            let mut w = inner.writer_for_write()?;
+            if inner.pending.lock().contains_key(&txid) {
+                return Err(StorageError::AlreadyPrepared { txid });
+            }
+            let lsn = inner.append(&mut w, &frame)?;
+            inner.pending.lock().insert(txid, ops);
+            lsn
+        };
+        inner.wait_durable(lsn)
     }
 
     /// Durably records the commit of prepared transaction `txid`, then makes its ops visible
     /// at `commit_ts`.
     pub fn commit_prepared(&self, txid: u64, commit_ts: u64) -> Result<()> {
         let frame = wal::encode_commit(txid, commit_ts)?;
-        let mut w = self.writer.lock();
-        if !self.pending.lock().contains_key(&txid) {
-            return Err(StorageError::NotPrepared { txid });
-        }
-        self.append_locked(&mut w, &frame)?;
-        let ops = self
-            .pending
-            .lock()
-            .remove(&txid)
-            .expect("pending changes only under the writer lock");
-        let ops = ops.into_iter().map(|op| (op.key, op.value));
-        self.publish_locked(&mut w, commit_ts, ops);
-        self.maybe_flush_locked(&mut w);
+        let inner = &self.inner;
+        let (lsn, seq) = {
+            let mut w = inner.writer_for_write()?;
+            if !inner.pending.lock().contains_key(&txid) {
+                return Err(StorageError::NotPrepared { txid });
+            }
+            let lsn = inner.append(&mut w, &frame)?;
+            let ops = inner
+                .pending
+                .lock()
+                .remove(&txid)
+                .expect("pending changes only under the writer lock");
+            let ops = ops.into_iter().map(|op| (op.key, op.value));
+            let seq = inner.insert_locked(&mut w, commit_ts, ops);
+            (lsn, seq)
+        };
+        inner.wait_durable(lsn)?;
+        inner.visible_seq.fetch_max(seq, Ordering::AcqRel);
         Ok(())
     }
 
     /// Durably records the abort of prepared transaction `txid` and discards its ops.
     pub fn abort_prepared(&self, txid: u64) -> Result<()> {
         let frame = wal::encode_abort(txid)?;
-        let mut w = self.writer.lock();
-        if !self.pending.lock().contains_key(&txid) {
-            return Err(StorageError::NotPrepared { txid });
-        }
-        self.append_locked(&mut w, &frame)?;
-        self.pending.lock().remove(&txid);
-        Ok(())
+        let inner = &self.inner;
+        let lsn = {
+            let mut w = inner.writer_for_write()?;
+            if !inner.pending.lock().contains_key(&txid) {
+                return Err(StorageError::NotPrepared { txid });
+            }
+            let lsn = inner.append(&mut w, &frame)?;
+            inner.pending.lock().remove(&txid);
+            lsn
+        };
+        inner.wait_durable(lsn)
     }
 
     /// Prepared transactions with no recorded outcome, in ascending txid order.
     pub fn in_doubt(&self) -> Vec<u64> {
-        self.pending.lock().keys().copied().collect()
+        self.inner.pending.lock().keys().copied().collect()
     }
 
     /// The value of `key` as of `read_ts`: the newest version with `ts <= read_ts`, `None` if
     /// there is none or it is a tombstone.
     pub fn get(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>> {
-        let (snap_seq, c) = self.snapshot();
+        let (snap_seq, c) = self.inner.snapshot();
         type Found = Option<(u64, Option<Vec<u8>>)>;
         // Strictly newer only: on a timestamp tie the source consulted first (newer) wins.
         fn consider(best: &mut Found, found: Found) {
@@ -396,19 +601,26 @@ impl Engine {
         }
         let mut best: Found = None;
         consider(&mut best, c.active.get(key, read_ts, snap_seq));
-        if let Some(f) = &c.frozen {
-            consider(&mut best, f.get(key, read_ts, snap_seq));
+        for imm in &c.immutables {
+            consider(&mut best, imm.mem.get(key, read_ts, snap_seq));
         }
-        for t in &c.tables {
-            // A table whose newest version is not newer than what we have cannot change the
-            // answer (ties go to the newer source, already consulted).
-            if best
-                .as_ref()
+        // A table whose newest version is not newer than what we have cannot change the
+        // answer (ties go to the newer source, already consulted).
+        let useless = |best: &Found, t: &Table| {
+            best.as_ref()
                 .is_some_and(|(bts, _)| t.meta().max_ts <= *bts)
-            {
-                continue;
+        };
+        for t in &c.version.levels[0] {
+            if !useless(&best, t) {
+                consider(&mut best, t.get(key, read_ts)?);
             }
-            consider(&mut best, t.get(key, read_ts)?);
+        }
+        for level in 1..NUM_LEVELS {
+            if let Some(t) = c.version.table_for_key(level, key)
+                && !useless(&best, t)
+            {
+                consider(&mut best, t.get(key, read_ts)?);
+            }
         }
         Ok(best.and_then(|(_, v)| v))
     }
@@ -423,7 +635,7 @@ impl Engine {
         read_ts: u64,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan_dir(
+        self.inner.scan_dir(
             KeyRange::new(start, end),
             Direction::Forward,
             read_ts,
@@ -439,7 +651,7 @@ impl Engine {
         read_ts: u64,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan_dir(
+        self.inner.scan_dir(
             KeyRange::new(start, end),
             Direction::Reverse,
             read_ts,
@@ -447,106 +659,229 @@ impl Engine {
         )
     }
 
+    /// Live entries whose key starts with `prefix`, ascending, as [`Engine::scan`].
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        read_ts: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = prefix_successor(prefix);
+        let end = match &end {
+            Some(e) => Bound::Excluded(e.as_slice()),
+            None => Bound::Unbounded,
+        };
+        self.scan(Bound::Included(prefix), end, read_ts, limit)
+    }
+
     /// The highest commit timestamp ever applied, including recovered ones; 0 if none.
     pub fn max_committed_ts(&self) -> u64 {
-        self.max_committed_ts.load(Ordering::Acquire)
+        self.inner.max_committed_ts.load(Ordering::Acquire)
     }
 
-    /// Rotates the WAL and writes the memtable into an SSTable (a no-op if it is empty).
+    /// Raises the garbage-collection watermark used by background compactions. The caller
+    /// promises what [`super::compaction`] describes: no reader below it, and no commit at or
+    /// below it from now on. It never moves backwards.
+    pub fn set_gc_watermark(&self, ts: u64) {
+        self.inner.gc_watermark.fetch_max(ts, Ordering::AcqRel);
+    }
+
+    /// Freezes the active memtable (if it holds anything) and waits until every immutable
+    /// memtable is in an L0 table.
     pub fn flush(&self) -> Result<()> {
-        let mut w = self.writer.lock();
-        self.flush_locked(&mut w)
-    }
-
-    /// Merges all SSTables into one, dropping versions no reader at or above `gc_watermark`
-    /// can see (the `compaction` module documents the rule and the caller's promise).
-    /// Writers and readers proceed meanwhile; tables flushed during the compaction stay as
-    /// they are.
-    pub fn compact(&self, gc_watermark: u64) -> Result<()> {
-        let _only_one = self.compaction.lock();
-        let snap = Arc::clone(&self.state.read());
-        let inputs = snap.tables.clone();
-        if inputs.is_empty() {
-            return Ok(());
-        }
-        let lo = inputs.iter().map(|t| t.lo()).min().expect("non-empty");
-        let hi = inputs.iter().map(|t| t.hi()).max().expect("non-empty");
-        let high_water = inputs
-            .iter()
-            .map(|t| t.meta().high_water_ts)
-            .max()
-            .unwrap_or(0);
-        let sources: Vec<Box<dyn EntryIter>> = inputs
-            .iter()
-            .map(|t| Box::new(t.iter(KeyRange::all(), Direction::Forward)) as Box<dyn EntryIter>)
-            .collect();
-        let merged = MergeIter::new(Direction::Forward, sources)?;
-        // Memtables as of the snapshot: anything committed later is above the watermark.
-        let mems: Vec<Arc<Memtable>> = std::iter::once(Arc::clone(&snap.active))
-            .chain(snap.frozen.clone())
-            .collect();
-        let mut gc = GcIter::new(merged, gc_watermark, |key: &[u8], ts: u64| {
-            mems.iter().any(|m| m.has_version_below(key, ts))
-        });
-        let path = table_path(&self.dir, lo, hi);
-        write_table(&path, &mut gc, high_water)?;
-        let dropped = gc.dropped;
-        let table = Arc::new(Table::open(&path, lo, hi)?);
+        let inner = &self.inner;
         {
-            let mut st = self.state.write();
-            let mut tables: Vec<Arc<Table>> = st
-                .tables
-                .iter()
-                .filter(|t| !inputs.iter().any(|i| Arc::ptr_eq(i, t)))
-                .cloned()
-                .chain(std::iter::once(Arc::clone(&table)))
-                .collect();
-            tables.sort_by_key(|t| std::cmp::Reverse(t.hi()));
-            *st = Arc::new(Components {
-                active: Arc::clone(&st.active),
-                frozen: st.frozen.clone(),
-                tables,
-            });
-        }
-        // Open handles keep serving readers that still hold the inputs.
-        for t in &inputs {
-            if t.path() != path {
-                remove_file_logged(t.path(), "compacted into a new table");
+            let mut w = inner.writer.lock();
+            inner.check_poison()?;
+            if !inner.state.read().active.is_empty() {
+                inner.rotate(&mut w)?;
             }
         }
-        if let Err(e) = sync_dir(&self.dir) {
-            tracing::warn!(error = %e, "directory sync after compaction failed");
+        let mut bg = inner.bg.lock();
+        loop {
+            if inner.state.read().immutables.is_empty() {
+                return Ok(());
+            }
+            if let Some(e) = &bg.flush_error {
+                return Err(StorageError::Poisoned(format!(
+                    "memtable flush failed: {e}"
+                )));
+            }
+            if bg.shutdown {
+                return Err(shutting_down());
+            }
+            inner.done_cv.wait_for(&mut bg, Duration::from_millis(100));
         }
-        tracing::info!(
-            inputs = inputs.len(),
-            output = %path.display(),
-            entries = table.meta().entry_count,
-            bytes = table.file_size(),
-            dropped_versions = dropped,
-            gc_watermark,
-            "compaction finished"
-        );
-        Ok(())
     }
 
-    /// Current footprint.
+    /// Merges every SSTable of every level into the deepest populated level, dropping versions
+    /// no reader at or above `gc_watermark` can see (see [`super::compaction`] for the rule and
+    /// the caller's promise). Readers and writers proceed meanwhile.
+    pub fn compact(&self, gc_watermark: u64) -> Result<()> {
+        let inner = &self.inner;
+        inner.gc_watermark.fetch_max(gc_watermark, Ordering::AcqRel);
+        let mut pointers = inner.compacting.lock();
+        let v = Arc::clone(&inner.state.read().version);
+        let deepest = (1..NUM_LEVELS)
+            .rev()
+            .find(|&l| !v.levels[l].is_empty())
+            .unwrap_or(1);
+        if v.all_tables().next().is_none() {
+            return Ok(());
+        }
+        let pick = Pick {
+            level: deepest - 1,
+            inputs: Vec::new(),
+            next_inputs: Vec::new(),
+        };
+        let by_level: Vec<(usize, Vec<Arc<Table>>)> = (0..=deepest)
+            .map(|l| (l, v.levels[l].clone()))
+            .filter(|(_, ts)| !ts.is_empty())
+            .collect();
+        inner.run_compaction(&pick, by_level, deepest, &mut pointers)
+    }
+
+    /// Reads every block of every table (bypassing the cache), checks checksums, ordering and
+    /// level invariants, and that the manifest and the files agree.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let inner = &self.inner;
+        let v = Arc::clone(&inner.state.read().version);
+        let manifest_path = inner.manifest.lock().path().to_path_buf();
+        v.check().map_err(|d| corruption(&manifest_path, d))?;
+        let mut report = VerifyReport::default();
+        for (_, t) in v.all_tables() {
+            report.entries += t.verify()?;
+            report.tables += 1;
+        }
+        let listed: Vec<u64> = {
+            let m = inner.manifest.lock();
+            m.state().tables.keys().copied().collect()
+        };
+        let mut in_version: Vec<u64> = v.all_tables().map(|(_, t)| t.id()).collect();
+        in_version.sort_unstable();
+        if listed != in_version {
+            // A flush or compaction may have installed a newer version since we looked.
+            let now: Vec<u64> = {
+                let v = Arc::clone(&inner.state.read().version);
+                let mut ids: Vec<u64> = v.all_tables().map(|(_, t)| t.id()).collect();
+                ids.sort_unstable();
+                ids
+            };
+            let listed: Vec<u64> = inner
+                .manifest
+                .lock()
+                .state()
+                .tables
+                .keys()
+                .copied()
+                .collect();
+            if listed != now {
+                return Err(corruption(
+                    &manifest_path,
+                    format!("manifest lists tables {listed:?} but the engine holds {now:?}"),
+                ));
+            }
+        }
+        report.wal_segments = inner.segments.lock().len() + 1;
+        Ok(report)
+    }
+
+    /// Current footprint and work counters.
     pub fn stats(&self) -> EngineStats {
-        let c = Arc::clone(&self.state.read());
+        let inner = &self.inner;
+        let c = Arc::clone(&inner.state.read());
+        let levels = c.version.level_stats();
+        let cache = inner.cache.stats();
+        let k = &inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         EngineStats {
             memtable_bytes: c.active.approx_bytes()
-                + c.frozen.as_ref().map_or(0, |f| f.approx_bytes()),
-            sstable_count: c.tables.len(),
-            sstable_bytes: c.tables.iter().map(|t| t.file_size()).sum(),
-            wal_bytes: self.wal_bytes.load(Ordering::Relaxed),
-            levels: vec![super::LevelStats {
-                level: 0,
-                files: c.tables.len(),
-                bytes: c.tables.iter().map(|t| t.file_size()).sum(),
-            }],
-            ..EngineStats::default()
+                + c.immutables
+                    .iter()
+                    .map(|i| i.mem.approx_bytes())
+                    .sum::<usize>(),
+            immutable_memtables: c.immutables.len(),
+            sstable_count: levels.iter().map(|l| l.files).sum(),
+            sstable_bytes: levels.iter().map(|l| l.bytes).sum(),
+            levels,
+            wal_bytes: get(&k.wal_closed_bytes) + get(&k.wal_active_bytes),
+            wal_segments: inner.segments.lock().len() + 1,
+            wal_records: get(&k.wal_records),
+            wal_syncs: get(&k.wal_syncs),
+            bloom_checks: get(&inner.read_counters.bloom_checks),
+            bloom_negatives: get(&inner.read_counters.bloom_negatives),
+            bloom_false_positives: get(&inner.read_counters.bloom_false_positives),
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_bytes: cache.bytes,
+            cache_capacity: cache.capacity,
+            user_bytes: get(&k.user_bytes),
+            flush_bytes: get(&k.flush_bytes),
+            compaction_bytes_written: get(&k.compaction_written),
+            compaction_bytes_read: get(&k.compaction_read),
+            flushes: get(&k.flushes),
+            compactions: get(&k.compactions),
+            write_stalls: get(&k.stalls),
+            stall_micros: get(&k.stall_micros),
         }
     }
 
+    /// Blocks until no background compaction is due (all level scores below 1) and no
+    /// immutable memtable waits. For tests and benchmarks that want a settled tree.
+    pub fn wait_for_background(&self) -> Result<()> {
+        self.flush_pending()?;
+        let inner = &self.inner;
+        let mut bg = inner.bg.lock();
+        loop {
+            let v = Arc::clone(&inner.state.read().version);
+            let busy = inner.limits.scores(&v).iter().any(|&s| s >= 1.0)
+                || !inner.state.read().immutables.is_empty();
+            if !busy {
+                return Ok(());
+            }
+            if bg.shutdown {
+                return Err(shutting_down());
+            }
+            if let Some(e) = &bg.flush_error {
+                return Err(StorageError::Poisoned(format!(
+                    "memtable flush failed: {e}"
+                )));
+            }
+            inner.work_cv.notify_all();
+            inner.done_cv.wait_for(&mut bg, Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for immutable memtables already queued, without freezing the active one.
+    fn flush_pending(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut bg = inner.bg.lock();
+        while !inner.state.read().immutables.is_empty() {
+            if let Some(e) = &bg.flush_error {
+                return Err(StorageError::Poisoned(format!(
+                    "memtable flush failed: {e}"
+                )));
+            }
+            inner.done_cv.wait_for(&mut bg, Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None` if there is none
+/// (the prefix is all 0xFF bytes).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Inner {
     /// A consistent read view. `visible_seq` is loaded before the components so that every
     /// batch published before the read began is in a component of the snapshot.
     fn snapshot(&self) -> (u64, Arc<Components>) {
@@ -565,87 +900,191 @@ impl Engine {
             return Ok(Vec::new());
         }
         let (snap_seq, c) = self.snapshot();
-        let mut sources: Vec<Box<dyn EntryIter>> = Vec::with_capacity(2 + c.tables.len());
+        let mut sources: Vec<Box<dyn EntryIter>> = Vec::with_capacity(8);
         sources.push(Box::new(c.active.iter(range.clone(), dir, snap_seq)));
-        if let Some(f) = &c.frozen {
-            sources.push(Box::new(f.iter(range.clone(), dir, snap_seq)));
+        for imm in &c.immutables {
+            sources.push(Box::new(imm.mem.iter(range.clone(), dir, snap_seq)));
         }
-        for t in &c.tables {
+        for t in &c.version.levels[0] {
             let m = t.meta();
             if m.entry_count > 0 && m.min_ts <= read_ts && range.overlaps(&m.min_key, &m.max_key) {
                 sources.push(Box::new(t.iter(range.clone(), dir)));
+            }
+        }
+        for level in &c.version.levels[1..] {
+            let it = LevelIter::new(level, range.clone(), dir);
+            if !it.is_empty() {
+                sources.push(Box::new(it));
             }
         }
         let mut merged = MergeIter::new(dir, sources)?;
         collect_visible(&mut merged, dir, read_ts, limit)
     }
 
-    /// Appends a frame to the active WAL segment. Any failure poisons the engine: a partial
-    /// frame may now sit mid-log, and after a failed fsync the kernel may have dropped the
-    /// dirty pages, so nothing appended after this point could be trusted.
-    fn append_locked(&self, w: &mut Writer, frame: &[u8]) -> Result<()> {
-        if let Some(reason) = &w.poisoned {
-            return Err(StorageError::Poisoned(reason.clone()));
+    fn check_poison(&self) -> Result<()> {
+        match &*self.poison.lock() {
+            Some(reason) => Err(StorageError::Poisoned(reason.clone())),
+            None => Ok(()),
         }
-        if let Err(e) = w.wal.append(frame) {
-            tracing::error!(error = %e, "WAL append failed; engine refuses further writes");
-            w.poisoned = Some(e.to_string());
-            return Err(e);
-        }
-        self.wal_bytes.store(w.wal_bytes(), Ordering::Relaxed);
-        Ok(())
     }
 
-    /// Inserts one durable batch under a fresh sequence number and publishes it.
-    fn publish_locked(
+    fn set_poison(&self, reason: String) {
+        tracing::error!(
+            reason,
+            "WAL failure; engine refuses further writes until reopened"
+        );
+        self.poison.lock().get_or_insert(reason);
+    }
+
+    /// Takes the writer mutex for one write, first making room: rotating a full memtable and
+    /// waiting (throttling) while flushes or L0 compactions are behind.
+    fn writer_for_write(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        let l0 = self.state.read().version.levels[0].len();
+        if l0 >= self.opts.l0_slowdown_trigger && l0 < self.opts.l0_stop_trigger {
+            // Give compaction a share of the disk before this write, rather than stopping
+            // writes outright later.
+            self.counters.stalls.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+            self.counters
+                .stall_micros
+                .fetch_add(1000, Ordering::Relaxed);
+        }
+        let mut w = self.writer.lock();
+        let mut stalled: Option<Instant> = None;
+        loop {
+            self.check_poison()?;
+            let (full, immutables, l0) = {
+                let c = self.state.read();
+                (
+                    c.active.approx_bytes() >= self.opts.memtable_limit_bytes,
+                    c.immutables.len(),
+                    c.version.levels[0].len(),
+                )
+            };
+            let must_wait = (full && immutables >= self.opts.max_immutable_memtables.max(1))
+                || l0 >= self.opts.l0_stop_trigger;
+            if !must_wait {
+                if full {
+                    self.rotate(&mut w)?;
+                }
+                break;
+            }
+            stalled.get_or_insert_with(Instant::now);
+            let mut bg = self.bg.lock();
+            if bg.shutdown {
+                return Err(shutting_down());
+            }
+            if let Some(e) = &bg.flush_error {
+                return Err(StorageError::Poisoned(format!(
+                    "background flush is failing, so writes cannot proceed: {e}"
+                )));
+            }
+            self.work_cv.notify_all();
+            self.done_cv.wait_for(&mut bg, Duration::from_millis(100));
+        }
+        if let Some(since) = stalled {
+            self.counters.stalls.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .stall_micros
+                .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        Ok(w)
+    }
+
+    /// Writes a frame to the active segment (no fsync) and returns the log position that must
+    /// become durable before it may be acknowledged. A failure poisons the engine: a partial
+    /// frame may now sit mid-log.
+    fn append(&self, w: &mut Writer, frame: &[u8]) -> Result<u64> {
+        if let Err(e) = w.wal.write_frame(frame) {
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        w.lsn += frame.len() as u64;
+        self.written_lsn.store(w.lsn, Ordering::Release);
+        self.counters.wal_records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .wal_active_bytes
+            .store(w.wal.len(), Ordering::Relaxed);
+        Ok(w.lsn)
+    }
+
+    /// Inserts one batch under a fresh sequence number (invisible until published) and
+    /// returns that number.
+    fn insert_locked(
         &self,
         w: &mut Writer,
         commit_ts: u64,
         ops: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
-    ) {
+    ) -> u64 {
         let seq = w.next_write_seq;
         w.next_write_seq += 1;
         // Only writers replace `active`, and we are the writer: this stays the active table.
         let active = Arc::clone(&self.state.read().active);
+        let mut bytes = 0u64;
         for (key, value) in ops {
+            bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
             active.insert(key, commit_ts, seq, value);
         }
-        self.visible_seq.store(seq, Ordering::Release);
+        self.counters.user_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.max_committed_ts.fetch_max(commit_ts, Ordering::AcqRel);
+        seq
     }
 
-    /// Flushes if the active memtable is over its limit. The triggering write is already
-    /// durable and visible, so a flush failure is logged (and retried by later writes) rather
-    /// than reported as that write's failure.
-    fn maybe_flush_locked(&self, w: &mut Writer) {
-        let over = self.state.read().active.approx_bytes() >= self.opts.memtable_limit_bytes;
-        if (over || w.unfinished.is_some())
-            && let Err(e) = self.flush_locked(w)
-        {
-            tracing::error!(error = %e, "memtable flush failed; will retry on a later write");
-        }
-    }
-
-    fn flush_locked(&self, w: &mut Writer) -> Result<()> {
-        if let Some(job) = w.unfinished.take()
-            && let Err(e) = self.finish_flush(w, &job)
-        {
-            w.unfinished = Some(job);
-            return Err(e);
-        }
-        let active = Arc::clone(&self.state.read().active);
-        if active.is_empty() {
+    /// Group commit: returns once the WAL is durable at least up to `lsn`. The first waiter
+    /// that finds no fsync in flight syncs everything written so far; the rest wait for it.
+    fn wait_durable(&self, lsn: u64) -> Result<()> {
+        if self.opts.sync == SyncMode::None {
             return Ok(());
         }
-        if let Some(reason) = &w.poisoned {
-            return Err(StorageError::Poisoned(reason.clone()));
+        let mut s = self.sync.lock();
+        loop {
+            if s.synced_lsn >= lsn {
+                return Ok(());
+            }
+            if s.syncing {
+                self.sync_cv.wait(&mut s);
+                continue;
+            }
+            self.check_poison()?;
+            s.syncing = true;
+            let file = Arc::clone(&s.file);
+            let path = s.path.clone();
+            // Everything written before this load is in `file` or in an older segment that
+            // its rotation already fsynced.
+            let target = self.writer_lsn_hint();
+            let result = parking_lot::MutexGuard::unlocked(&mut s, || file.sync_data());
+            s.syncing = false;
+            match result {
+                Ok(()) => {
+                    s.synced_lsn = s.synced_lsn.max(target);
+                    self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.set_poison(io_err(&path)(e).to_string());
+                }
+            }
+            self.sync_cv.notify_all();
         }
+    }
 
-        // Rotate: the new segment must durably hold every undecided prepare before the old
-        // segments can ever be deleted.
+    /// The WAL position reached by writes so far. Read under the sync mutex; the writer
+    /// publishes it after each write, so it never runs ahead of bytes actually written.
+    fn writer_lsn_hint(&self) -> u64 {
+        self.written_lsn.load(Ordering::Acquire)
+    }
+}
+
+impl Inner {
+    /// Freezes the active memtable: fsyncs the active segment (so everything in the memtable
+    /// is durable and may be published), starts a new segment holding a copy of every
+    /// undecided prepare, and queues the memtable for the flush thread.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        if let Err(e) = w.wal.force_sync() {
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
         let seg = w.next_segment;
-        w.next_segment += 1;
-        let mut new_wal = WalWriter::create(&self.dir, seg, self.opts.sync)?;
+        let mut new_wal = WalWriter::create(&self.dir, seg)?;
         let relog = (|| {
             for (txid, ops) in self.pending.lock().iter() {
                 new_wal.write_frame(&wal::encode_prepare(*txid, ops)?)?;
@@ -658,85 +1097,478 @@ impl Engine {
             remove_file_logged(&path, "abandoned WAL rotation");
             return Err(e);
         }
+        w.next_segment += 1;
+        let relogged = new_wal.len();
         let old = std::mem::replace(&mut w.wal, new_wal);
-        w.old_segments.push((old.seq(), old.len()));
-        drop(old);
+        self.segments.lock().insert(old.seq(), old.len());
+        self.counters
+            .wal_closed_bytes
+            .fetch_add(old.len(), Ordering::Relaxed);
+        self.counters
+            .wal_active_bytes
+            .store(relogged, Ordering::Relaxed);
+        w.lsn += relogged;
+        self.written_lsn.store(w.lsn, Ordering::Release);
+        {
+            let mut s = self.sync.lock();
+            s.synced_lsn = s.synced_lsn.max(w.lsn);
+            s.file = w.wal.handle();
+            s.path = w.wal.path().to_path_buf();
+        }
+        self.sync_cv.notify_all();
+        // Everything written so far is durable: the frozen memtable is entirely publishable.
+        self.visible_seq
+            .fetch_max(w.next_write_seq - 1, Ordering::AcqRel);
         {
             let mut st = self.state.write();
+            let frozen = Arc::new(Immutable {
+                mem: Arc::clone(&st.active),
+                log_hi: seg,
+            });
+            let immutables = std::iter::once(frozen)
+                .chain(st.immutables.iter().cloned())
+                .collect();
             *st = Arc::new(Components {
                 active: Arc::new(Memtable::new()),
-                frozen: Some(Arc::clone(&active)),
-                tables: st.tables.clone(),
+                immutables,
+                version: Arc::clone(&st.version),
             });
         }
-        self.wal_bytes.store(w.wal_bytes(), Ordering::Relaxed);
-        let job = FlushJob {
-            mem: active,
-            lo: w.flush_lo,
-            hi: seg,
+        drop(old);
+        let _bg = self.bg.lock();
+        self.work_cv.notify_all();
+        Ok(())
+    }
+
+    /// Waits on the work condition variable; false once the engine shuts down.
+    fn idle(&self, timeout: Duration) -> bool {
+        let mut bg = self.bg.lock();
+        if bg.shutdown {
+            return false;
+        }
+        self.work_cv.wait_for(&mut bg, timeout);
+        !bg.shutdown
+    }
+
+    /// Wakes foreground waiters after background progress.
+    fn progressed(&self) {
+        let _bg = self.bg.lock();
+        self.done_cv.notify_all();
+        self.work_cv.notify_all();
+    }
+
+    fn flush_loop(&self) {
+        loop {
+            let job = self.state.read().immutables.last().cloned();
+            let Some(job) = job else {
+                if !self.idle(Duration::from_millis(200)) {
+                    return;
+                }
+                continue;
+            };
+            match self.flush_one(&job) {
+                Ok(()) => {
+                    self.bg.lock().flush_error = None;
+                    self.progressed();
+                }
+                Err(e) => {
+                    if self.shutting_down.load(Ordering::Acquire) {
+                        return;
+                    }
+                    tracing::error!(error = %e, "memtable flush failed; retrying");
+                    self.bg.lock().flush_error = Some(e.to_string());
+                    self.progressed();
+                    if !self.idle(Duration::from_millis(500)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the oldest immutable memtable as an L0 table, records it (and the WAL segments
+    /// it retires) in the manifest, installs it, and deletes the retired segments.
+    fn flush_one(&self, job: &Arc<Immutable>) -> Result<()> {
+        let started = Instant::now();
+        let table = if job.mem.is_empty() {
+            None
+        } else {
+            let id = self.manifest.lock().next_file();
+            let path = table_path(&self.dir, id);
+            let mut builder = TableBuilder::create(&path, &self.table_opts)?;
+            let mut source = job.mem.iter(KeyRange::all(), Direction::Forward, u64::MAX);
+            let filled = (|| {
+                let mut n = 0u64;
+                while let Some(e) = source.next_entry()? {
+                    builder.add(&e)?;
+                    n += 1;
+                    if n % 4096 == 0 && self.shutting_down.load(Ordering::Acquire) {
+                        return Err(shutting_down());
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = filled {
+                builder.abandon();
+                return Err(e);
+            }
+            let high_water = self.max_committed_ts.load(Ordering::Acquire);
+            builder.finish(high_water)?;
+            let table = Table::open(
+                &path,
+                id,
+                Arc::clone(&self.cache),
+                Arc::clone(&self.read_counters),
+            )?;
+            Some(Arc::new(table))
         };
-        w.flush_lo = seg;
-        if let Err(e) = self.finish_flush(w, &job) {
-            w.unfinished = Some(job);
-            return Err(e);
+        let mut changes = Vec::with_capacity(2);
+        if let Some(t) = &table {
+            changes.push(Change::AddTable(table_info(0, t)));
+        }
+        changes.push(Change::LogNumber(job.log_hi));
+        changes.push(Change::HighWater(
+            self.max_committed_ts.load(Ordering::Acquire),
+        ));
+        {
+            let mut m = self.manifest.lock();
+            if let Err(e) = m.log(changes) {
+                if let Some(t) = &table {
+                    remove_file_logged(t.path(), "flush whose manifest edit failed");
+                }
+                return Err(e);
+            }
+            let mut st = self.state.write();
+            let added: Vec<(usize, Arc<Table>)> =
+                table.iter().map(|t| (0, Arc::clone(t))).collect();
+            *st = Arc::new(Components {
+                active: Arc::clone(&st.active),
+                immutables: st
+                    .immutables
+                    .iter()
+                    .filter(|i| !Arc::ptr_eq(i, job))
+                    .cloned()
+                    .collect(),
+                version: Arc::new(st.version.edit(&[], added)),
+            });
+        }
+        let retired: Vec<(u64, u64)> = {
+            let mut segs = self.segments.lock();
+            let keep = segs.split_off(&job.log_hi);
+            std::mem::replace(&mut *segs, keep).into_iter().collect()
+        };
+        for (seq, bytes) in retired {
+            remove_file_logged(&wal_path(&self.dir, seq), "WAL segment flushed to a table");
+            self.counters
+                .wal_closed_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+        }
+        if let Err(e) = sync_dir(&self.dir) {
+            // Recovery deletes retired segments again, so this only delays reclamation.
+            tracing::warn!(error = %e, "directory sync after WAL cleanup failed");
+        }
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = &table {
+            self.counters
+                .flush_bytes
+                .fetch_add(t.file_size(), Ordering::Relaxed);
+            tracing::debug!(
+                table = t.id(),
+                entries = t.meta().entry_count,
+                bytes = t.file_size(),
+                millis = started.elapsed().as_millis() as u64,
+                "flushed memtable to L0"
+            );
         }
         Ok(())
     }
 
-    /// Writes a frozen memtable as table `[lo, hi)`, installs it, and deletes the WAL segments
-    /// it covers.
-    fn finish_flush(&self, w: &mut Writer, job: &FlushJob) -> Result<()> {
-        let path = table_path(&self.dir, job.lo, job.hi);
-        let high_water = self.max_committed_ts.load(Ordering::Acquire);
-        let mut source = job.mem.iter(KeyRange::all(), Direction::Forward, u64::MAX);
-        write_table(&path, &mut source, high_water)?;
-        let table = Arc::new(Table::open(&path, job.lo, job.hi)?);
-        {
+    fn compaction_loop(&self) {
+        loop {
+            let did = {
+                let mut pointers = self.compacting.lock();
+                let v = Arc::clone(&self.state.read().version);
+                match self.limits.pick(&v, &pointers) {
+                    None => Ok(false),
+                    Some(pick) => {
+                        let by_level = vec![
+                            (pick.level, pick.inputs.clone()),
+                            (pick.output_level(), pick.next_inputs.clone()),
+                        ];
+                        let out = pick.output_level();
+                        self.run_compaction(&pick, by_level, out, &mut pointers)
+                            .map(|()| true)
+                    }
+                }
+            };
+            match did {
+                Ok(true) => self.progressed(),
+                Ok(false) => {
+                    if !self.idle(Duration::from_millis(500)) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if self.shutting_down.load(Ordering::Acquire) {
+                        return;
+                    }
+                    tracing::error!(error = %e, "compaction failed; will retry");
+                    if !self.idle(Duration::from_secs(1)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Merges `by_level` (tables grouped by level, shallowest first) into `output_level`,
+    /// dropping versions below the GC watermark that no reader can see, and swaps the result
+    /// in with one manifest edit. A single input table with nothing to merge against is moved
+    /// down by the edit alone.
+    fn run_compaction(
+        &self,
+        pick: &Pick,
+        by_level: Vec<(usize, Vec<Arc<Table>>)>,
+        output_level: usize,
+        pointers: &mut [Vec<u8>],
+    ) -> Result<()> {
+        let inputs: Vec<Arc<Table>> = by_level
+            .iter()
+            .flat_map(|(_, t)| t.iter().cloned())
+            .collect();
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        let input_ids: Vec<u64> = inputs.iter().map(|t| t.id()).collect();
+        if let Some((_, max)) = key_span(&pick.inputs) {
+            pointers[pick.level] = max;
+        }
+        if pick.inputs.len() == 1 && pick.next_inputs.is_empty() {
+            let t = &inputs[0];
+            let mut m = self.manifest.lock();
+            m.log(vec![
+                Change::RemoveTable { id: t.id() },
+                Change::AddTable(table_info(output_level, t)),
+            ])?;
             let mut st = self.state.write();
-            let tables = std::iter::once(Arc::clone(&table))
-                .chain(st.tables.iter().cloned())
+            *st = Arc::new(Components {
+                active: Arc::clone(&st.active),
+                immutables: st.immutables.clone(),
+                version: Arc::new(
+                    st.version
+                        .edit(&input_ids, vec![(output_level, Arc::clone(t))]),
+                ),
+            });
+            tracing::debug!(
+                table = t.id(),
+                from = by_level[0].0,
+                to = output_level,
+                "moved table down"
+            );
+            return Ok(());
+        }
+
+        let started = Instant::now();
+        let watermark = self.gc_watermark.load(Ordering::Acquire);
+        let mut sources: Vec<Box<dyn EntryIter>> = Vec::new();
+        for (level, tables) in &by_level {
+            if *level == 0 {
+                for t in tables {
+                    sources.push(Box::new(t.iter(KeyRange::all(), Direction::Forward)));
+                }
+            } else {
+                sources.push(Box::new(LevelIter::new(
+                    tables,
+                    KeyRange::all(),
+                    Direction::Forward,
+                )));
+            }
+        }
+        let merged = MergeIter::new(Direction::Forward, sources)?;
+        // Everything outside the inputs, as of now: data committed later is above the
+        // watermark, so it cannot be what a dropped tombstone must keep hiding.
+        let snap = Arc::clone(&self.state.read());
+        let others: Vec<Arc<Table>> = snap
+            .version
+            .all_tables()
+            .filter(|(_, t)| !input_ids.contains(&t.id()))
+            .map(|(_, t)| Arc::clone(t))
+            .collect();
+        let mems: Vec<Arc<Memtable>> = std::iter::once(Arc::clone(&snap.active))
+            .chain(snap.immutables.iter().map(|i| Arc::clone(&i.mem)))
+            .collect();
+        drop(snap);
+        // A prepared, undecided transaction may still commit below a tombstone's timestamp
+        // (its commit timestamp was chosen before the watermark passed it), so its keys keep
+        // their tombstones.
+        let prepared: std::collections::HashSet<Vec<u8>> = self
+            .pending
+            .lock()
+            .values()
+            .flat_map(|ops| ops.iter().map(|op| op.key.clone()))
+            .collect();
+        let mut gc = GcIter::new(merged, watermark, |key: &[u8], ts: u64| {
+            prepared.contains(key)
+                || mems.iter().any(|m| m.has_version_below(key, ts))
+                || others.iter().any(|t| t.may_contain(key))
+        });
+        let high_water = inputs
+            .iter()
+            .map(|t| t.meta().high_water_ts)
+            .max()
+            .unwrap_or(0);
+
+        let mut outputs: Vec<Arc<Table>> = Vec::new();
+        let mut builder: Option<(TableBuilder, u64)> = None;
+        let result = (|| -> Result<()> {
+            let mut last_key: Option<Vec<u8>> = None;
+            let mut n = 0u64;
+            while let Some(e) = gc.next_entry()? {
+                n += 1;
+                if n % 4096 == 0 && self.shutting_down.load(Ordering::Acquire) {
+                    return Err(shutting_down());
+                }
+                let new_key = last_key.as_deref() != Some(e.key.as_slice());
+                // Split only between user keys: all versions of a key stay in one table.
+                if new_key
+                    && builder
+                        .as_ref()
+                        .is_some_and(|(b, _)| b.approx_file_size() >= self.opts.target_file_bytes)
+                {
+                    let (b, id) = builder.take().expect("checked");
+                    outputs.push(self.finish_output(b, id, high_water)?);
+                }
+                if builder.is_none() {
+                    let id = self.manifest.lock().next_file();
+                    let b = TableBuilder::create(&table_path(&self.dir, id), &self.table_opts)?;
+                    builder = Some((b, id));
+                }
+                let (b, _) = builder.as_mut().expect("just created");
+                add_entry(b, &e)?;
+                if new_key {
+                    last_key = Some(e.key);
+                }
+            }
+            if let Some((b, id)) = builder.take() {
+                if b.entry_count() > 0 {
+                    outputs.push(self.finish_output(b, id, high_water)?);
+                } else {
+                    b.abandon();
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            if let Some((b, _)) = builder.take() {
+                b.abandon();
+            }
+            for t in &outputs {
+                remove_file_logged(t.path(), "output of a failed compaction");
+            }
+            return Err(e);
+        }
+        let dropped = gc.dropped;
+
+        let mut changes: Vec<Change> = input_ids
+            .iter()
+            .map(|&id| Change::RemoveTable { id })
+            .collect();
+        changes.extend(
+            outputs
+                .iter()
+                .map(|t| Change::AddTable(table_info(output_level, t))),
+        );
+        {
+            let mut m = self.manifest.lock();
+            if let Err(e) = m.log(changes) {
+                for t in &outputs {
+                    remove_file_logged(t.path(), "output of a compaction whose edit failed");
+                }
+                return Err(e);
+            }
+            let mut st = self.state.write();
+            let added = outputs
+                .iter()
+                .map(|t| (output_level, Arc::clone(t)))
                 .collect();
             *st = Arc::new(Components {
                 active: Arc::clone(&st.active),
-                frozen: None,
-                tables,
+                immutables: st.immutables.clone(),
+                version: Arc::new(st.version.edit(&input_ids, added)),
             });
         }
-        let (covered, live): (Vec<_>, Vec<_>) = std::mem::take(&mut w.old_segments)
-            .into_iter()
-            .partition(|(s, _)| *s < job.hi);
-        w.old_segments = live;
-        for (seq, _) in covered {
-            remove_file_logged(&wal_path(&self.dir, seq), "WAL segment flushed to a table");
+        // Open handles keep serving readers that still hold the inputs.
+        for t in &inputs {
+            remove_file_logged(t.path(), "compacted into new tables");
+            self.cache.erase_table(t.id());
         }
         if let Err(e) = sync_dir(&self.dir) {
-            // Recovery deletes covered segments again, so this only delays reclamation.
-            tracing::warn!(error = %e, "directory sync after WAL cleanup failed");
+            tracing::warn!(error = %e, "directory sync after compaction failed");
         }
-        self.wal_bytes.store(w.wal_bytes(), Ordering::Relaxed);
-        tracing::info!(
-            table = %path.display(),
-            entries = table.meta().entry_count,
-            bytes = table.file_size(),
-            "flushed memtable"
+        let read: u64 = inputs.iter().map(|t| t.file_size()).sum();
+        let written: u64 = outputs.iter().map(|t| t.file_size()).sum();
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .compaction_read
+            .fetch_add(read, Ordering::Relaxed);
+        self.counters
+            .compaction_written
+            .fetch_add(written, Ordering::Relaxed);
+        tracing::debug!(
+            inputs = inputs.len(),
+            outputs = outputs.len(),
+            output_level,
+            read,
+            written,
+            dropped_versions = dropped,
+            gc_watermark = watermark,
+            millis = started.elapsed().as_millis() as u64,
+            "compaction finished"
         );
         Ok(())
     }
+
+    fn finish_output(&self, b: TableBuilder, id: u64, high_water: u64) -> Result<Arc<Table>> {
+        b.finish(high_water)?;
+        let t = Table::open(
+            &table_path(&self.dir, id),
+            id,
+            Arc::clone(&self.cache),
+            Arc::clone(&self.read_counters),
+        )?;
+        Ok(Arc::new(t))
+    }
+}
+
+fn add_entry(b: &mut TableBuilder, e: &Entry) -> Result<()> {
+    b.add(e)
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        {
+            let mut bg = self.inner.bg.lock();
+            bg.shutdown = true;
+            self.inner.work_cv.notify_all();
+            self.inner.done_cv.notify_all();
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a storage background thread panicked");
+            }
+        }
         // Under SyncMode::None this narrows the window for losing acknowledged writes to an OS
         // crash; under Fsync everything is already durable.
-        self.writer.get_mut().wal.sync_on_close();
+        self.inner.writer.lock().wal.sync_on_close();
     }
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("dir", &self.dir)
-            .field("opts", &self.opts)
+            .field("dir", &self.inner.dir)
+            .field("opts", &self.inner.opts)
             .field("max_committed_ts", &self.max_committed_ts())
             .finish_non_exhaustive()
     }

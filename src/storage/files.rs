@@ -1,23 +1,17 @@
 //! On-disk layout of an engine directory and the durability helpers for directory changes.
 //!
 //! ```text
-//!   LOCK                                  advisory lock: one engine instance per directory
-//!   wal-<seq:020>.log                     WAL segments, replayed in seq order
-//!   sst-<lo:020>-<hi:020>.sst             SSTable holding the data of WAL segments lo <= s < hi
-//!   *.tmp                                 half-written files; deleted on open
+//!   LOCK                      advisory lock: one engine instance per directory
+//!   CURRENT                   names the live manifest (see `manifest`)
+//!   MANIFEST-<n:020>          the edit log of live tables per level and the WAL log number
+//!   wal-<seq:020>.log         WAL segments, replayed in seq order from the log number on
+//!   tbl-<id:020>.sst          an SSTable; live only if the manifest names it
+//!   *.tmp                     half-written files; deleted on open
 //! ```
 //!
-//! There is no manifest: the SSTable name itself says which WAL segments it replaces. A flush
-//! names its table `[lo, hi)` where `hi` is the segment that became active at the rotation, and
-//! `lo` is the previous flush's `hi`, so the ranges of live tables are disjoint and contiguous.
-//! A compaction of tables `[a, b), [b, c)` writes `[a, c)`. That gives recovery three rules:
-//! - WAL segments with `seq < max(hi)` are already in tables: delete them, don't replay them.
-//! - A table whose range lies inside another table's range is an input of a compaction that
-//!   finished (its output was durably renamed before any input was deleted): delete it.
-//! - Two tables whose ranges partially overlap cannot be produced by the engine: corruption.
-//!
-//! Ranges also order tables by age: a larger `hi` holds newer data, which wins when two tables
-//! hold the same (key, version).
+//! The manifest, not the directory listing, says which tables are live: a table file the
+//! manifest does not name is the output of a flush or compaction whose edit never became
+//! durable (or an input whose deletion was interrupted), and is deleted on open.
 //!
 //! Every create/rename/delete that recovery depends on is followed by an fsync of the directory,
 //! because on Linux a file's data being durable says nothing about its directory entry.
@@ -34,7 +28,9 @@ const TMP_SUFFIX: &str = ".tmp";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileKind {
     Wal { seq: u64 },
-    Table { lo: u64, hi: u64 },
+    Table { id: u64 },
+    Manifest,
+    Current,
     Temp,
     Lock,
     Unknown,
@@ -44,8 +40,8 @@ pub(crate) fn wal_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("wal-{seq:020}.log"))
 }
 
-pub(crate) fn table_path(dir: &Path, lo: u64, hi: u64) -> PathBuf {
-    dir.join(format!("sst-{lo:020}-{hi:020}.sst"))
+pub(crate) fn table_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("tbl-{id:020}.sst"))
 }
 
 /// The temporary name a file is written under before being renamed into place.
@@ -82,14 +78,21 @@ pub(crate) fn classify(name: &str) -> FileKind {
     {
         return FileKind::Wal { seq };
     }
-    if let Some((lo, hi)) = name
-        .strip_prefix("sst-")
+    if let Some(id) = name
+        .strip_prefix("tbl-")
         .and_then(|r| r.strip_suffix(".sst"))
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(lo, hi)| Some((parse_u64_20(lo)?, parse_u64_20(hi)?)))
-        && lo < hi
+        .and_then(parse_u64_20)
     {
-        return FileKind::Table { lo, hi };
+        return FileKind::Table { id };
+    }
+    if name == "CURRENT" {
+        return FileKind::Current;
+    }
+    if name
+        .strip_prefix("MANIFEST-")
+        .is_some_and(|r| parse_u64_20(r).is_some())
+    {
+        return FileKind::Manifest;
     }
     FileKind::Unknown
 }
@@ -141,16 +144,19 @@ mod tests {
     fn names_round_trip_through_classify() {
         let dir = Path::new("/x");
         let w = wal_path(dir, 42);
-        let t = table_path(dir, 3, 17);
+        let t = table_path(dir, 17);
         let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
         assert_eq!(classify(&name(&w)), FileKind::Wal { seq: 42 });
-        assert_eq!(classify(&name(&t)), FileKind::Table { lo: 3, hi: 17 });
+        assert_eq!(classify(&name(&t)), FileKind::Table { id: 17 });
         assert_eq!(classify(&name(&tmp_path(&t))), FileKind::Temp);
         assert_eq!(classify("LOCK"), FileKind::Lock);
         assert_eq!(classify("wal-12.log"), FileKind::Unknown);
+        assert_eq!(classify("CURRENT"), FileKind::Current);
         assert_eq!(
-            classify("sst-00000000000000000005-00000000000000000005.sst"),
-            FileKind::Unknown
+            classify("MANIFEST-00000000000000000005"),
+            FileKind::Manifest
         );
+        assert_eq!(classify("MANIFEST-5"), FileKind::Unknown);
+        assert_eq!(classify("tbl-5.sst"), FileKind::Unknown);
     }
 }

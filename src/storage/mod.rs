@@ -34,12 +34,17 @@
 //!   [`StorageError::Corruption`] naming the file, never skipped silently. The only bytes that
 //!   may be discarded are an unacknowledged torn record at the tail of the newest WAL segment.
 
+mod bloom;
+mod cache;
 mod compaction;
 mod engine;
 mod files;
 mod iter;
+mod manifest;
 mod memtable;
 mod sstable;
+pub mod stress;
+mod version;
 mod wal;
 
 #[cfg(test)]
@@ -47,7 +52,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use engine::Engine;
+pub use engine::{Engine, VerifyReport};
 
 /// How hard the engine works to make an acknowledged write survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,42 +1,71 @@
-//! SSTables: immutable sorted files of versions, read block by block.
+//! SSTables: immutable sorted files of versions, read block by block through a shared cache.
 //!
-//! Layout (all integers little-endian):
+//! Layout, format version 2 (all fixed-width integers little-endian; `varint` is LEB128 of a
+//! u32):
 //!
 //! ```text
-//!   +------------------+------------------+-----+-------------+--------+---------------+
-//!   | data block 0     | data block 1     | ... | index block | footer | trailer (16B) |
-//!   +------------------+------------------+-----+-------------+--------+---------------+
+//!   +--------------+-----+--------------+-------------+--------------+--------+---------------+
+//!   | data block 0 | ... | data block n | index block | bloom block  | footer | trailer (28B) |
+//!   +--------------+-----+--------------+-------------+--------------+--------+---------------+
 //!
-//!   data block  (~4 KiB; larger only when a single entry is larger)
-//!     repeated entry: key_len u32 | key | ts u64 | flag u8 (0 tombstone, 1 value)
-//!                     | [val_len u32 | val]          (value part only when flag = 1)
-//!     entry_count u32
+//!   data block  (about `block_bytes`; larger only when a single entry is larger)
+//!     repeated entry:
+//!       shared varint          bytes of the key shared with the previous entry's key
+//!                              (0 at a restart point, i.e. every 16th entry of the block)
+//!       unshared varint | unshared key bytes
+//!       ts u64 | flag u8 (0 tombstone, 1 value) | [value_len varint | value]  (when flag = 1)
+//!     restart_offset u32 * restart_count   (offset of each restart entry; the first is 0)
+//!     restart_count u32
 //!     crc32c u32 over every preceding byte of the block
 //!
-//!   index block (one handle per data block, in order)
+//!   index block (one handle per data block, in order; the blocks tile [0, index start))
 //!     block_count u32
 //!     repeated: offset u64 | len u32 | last_key_len u32 | last_key | last_ts u64
-//!     crc32c u32 over every preceding byte of the index block
+//!     crc32c u32
 //!
-//!   footer
-//!     index_offset u64 | index_len u32 | entry_count u64
+//!   bloom block
+//!     filter over the distinct user keys (see `bloom`: bit array, then k u8)
+//!     crc32c u32
+//!
+//!   footer (table properties)
+//!     entry_count u64 | tombstone_count u64 | distinct_keys u64
 //!     min_ts u64 | max_ts u64 | high_water_ts u64
 //!     min_key_len u32 | min_key | max_key_len u32 | max_key
-//!     crc32c u32 over every preceding byte of the footer
+//!     crc32c u32
 //!
-//!   trailer
-//!     footer_len u32 (footer bytes including its crc) | format_version u32 | magic u64
+//!   trailer (fixed size, so it can be found from the end of the file)
+//!     index_len u32 | bloom_len u32 | footer_len u32     (each including its crc)
+//!     crc32c u32 over those 12 bytes
+//!     format_version u32 (= 2) | magic u64
 //! ```
 //!
-//! Entries are in internal order (key ascending, ts descending) with each `(key, ts)` at most
-//! once. `high_water_ts` is the engine's highest commit timestamp when the table was written —
-//! at least `max_ts`, and kept even when compaction garbage-collects the newest versions — so
-//! `max_committed_ts` never moves backwards across a restart after the WAL is gone.
+//! Why this shape:
+//! - **Prefix compression with restart points.** Keys in a table are sorted and versions of a
+//!   key are adjacent, so consecutive keys share long prefixes (entirely, for versions of one
+//!   key). Storing only the differing suffix shrinks blocks; a full key every 16 entries keeps
+//!   a point lookup to a binary search over the restart points plus a scan of at most 16
+//!   entries, instead of a scan of the whole block.
+//! - **Everything under a CRC.** Every byte of the file is covered by exactly one checksum
+//!   (magic and version are compared with constants), and each region is verified before any
+//!   of it is interpreted, so a damaged file yields [`super::StorageError::Corruption`] naming
+//!   it — never a panic and never silently wrong data. Structural checks after the CRC (entry
+//!   framing, ordering, agreement between blocks, index and footer) guard against writer bugs.
+//! - **Bloom filter over user keys.** A point read asks whether the table holds any version of
+//!   a key; most tables of a leveled LSM do not, and the filter answers that without reading a
+//!   data block.
+//! - **Footer properties** let the engine skip tables by key range and timestamp and plan
+//!   compactions without reading data. `high_water_ts` is the engine's highest commit
+//!   timestamp when the table was written — at least `max_ts`, and kept even when compaction
+//!   garbage-collects the newest versions — so `max_committed_ts` never moves backwards across
+//!   a restart after the WAL is gone.
 //!
-//! An open [`Table`] keeps only the trailer, footer and index in memory; data blocks are read on
-//! demand with positioned reads (one shared file handle, no seek cursor, so readers never
-//! contend) and every block's checksum is verified on each read. Any structural problem is a
-//! [`super::StorageError::Corruption`] naming the file.
+//! Entries are in internal order (key ascending, ts descending) with each `(key, ts)` at most
+//! once; the builder refuses anything else.
+//!
+//! An open [`Table`] keeps the index, the bloom filter and the footer in memory. Data blocks
+//! are read with positioned reads (one shared file handle, no seek cursor, so readers never
+//! contend), verified, parsed once into a [`Block`] and shared through the engine's
+//! [`BlockCache`] under the table's id. Iterators hold an `Arc` of their current block.
 //!
 //! Tables are written under a temporary name, fsynced, renamed into place, and the directory is
 //! fsynced, so a table that exists under its final name is complete.
@@ -44,20 +73,56 @@
 use std::cmp::Ordering;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
+use super::bloom::{BloomBuilder, BloomReader};
+use super::cache::BlockCache;
 use super::files::{read_exact_at, sync_dir, tmp_path};
 use super::iter::{Direction, Entry, EntryIter, KeyRange, cmp_internal};
-use super::{Result, corruption, io_err};
+use super::{Result, StorageError, corruption, io_err};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"SHDBSST\x01");
-const FORMAT_VERSION: u32 = 1;
-const TRAILER_LEN: u64 = 16;
-/// Target size of a data block.
-pub(crate) const BLOCK_TARGET: usize = 4096;
+const MAGIC: u64 = u64::from_le_bytes(*b"SHDBSST\x02");
+const FORMAT_VERSION: u32 = 2;
+const TRAILER_LEN: u64 = 28;
+/// A full key is stored every this many entries of a block.
+const RESTART_INTERVAL: usize = 16;
 const FLAG_TOMBSTONE: u8 = 0;
 const FLAG_VALUE: u8 = 1;
+/// Smallest possible data block: one entry with an empty key (2 + 8 + 1 bytes), one restart
+/// offset, the restart count and the checksum.
+const MIN_BLOCK_LEN: u32 = 11 + 4 + 4 + 4;
+
+/// Tuning of the tables a builder writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableOptions {
+    /// Target size of a data block, in bytes after prefix compression.
+    pub block_bytes: usize,
+    /// Bloom filter bits per distinct user key.
+    pub bloom_bits_per_key: usize,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            block_bytes: 4096,
+            bloom_bits_per_key: 10,
+        }
+    }
+}
+
+/// Point-read counters shared by all tables of an engine.
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounters {
+    /// Point reads that consulted a bloom filter (the key was within the table's key range).
+    pub bloom_checks: AtomicU64,
+    /// ... and were answered "definitely absent" by it.
+    pub bloom_negatives: AtomicU64,
+    /// ... and were answered "maybe", but the table held no version of the key at all.
+    pub bloom_false_positives: AtomicU64,
+}
 
 /// Where a data block lives and the last version it holds (for binary search).
 #[derive(Debug, Clone)]
@@ -69,209 +134,85 @@ struct BlockHandle {
 }
 
 /// Table-wide facts from the footer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TableMeta {
     pub entry_count: u64,
+    pub tombstone_count: u64,
+    /// Distinct user keys.
+    pub distinct_keys: u64,
+    /// Smallest and largest user key; empty when the table is.
     pub min_key: Vec<u8>,
     pub max_key: Vec<u8>,
+    /// Oldest and newest version; both 0 when the table is empty.
     pub min_ts: u64,
     pub max_ts: u64,
     pub high_water_ts: u64,
 }
 
-/// A decoded data block. Shared behind an `Arc` so a future block cache can hand the same
-/// decoded block to many readers.
-#[derive(Debug)]
-pub(crate) struct Block {
-    entries: Vec<Entry>,
+// ---------------------------------------------------------------------------------------------
+// Small encoding helpers.
+
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
-/// Streams sorted entries into a new table file.
-struct TableBuilder {
-    tmp: PathBuf,
-    out: BufWriter<File>,
-    block: Vec<u8>,
-    block_entries: u32,
-    offset: u64,
-    index: Vec<BlockHandle>,
-    meta: TableMeta,
-    last: Option<(Vec<u8>, u64)>,
-}
-
-impl TableBuilder {
-    fn create(tmp: PathBuf) -> Result<TableBuilder> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        Ok(TableBuilder {
-            out: BufWriter::with_capacity(256 * 1024, file),
-            tmp,
-            block: Vec::with_capacity(BLOCK_TARGET + 512),
-            block_entries: 0,
-            offset: 0,
-            index: Vec::new(),
-            meta: TableMeta {
-                min_ts: u64::MAX,
-                ..TableMeta::default()
-            },
-            last: None,
-        })
-    }
-
-    fn add(&mut self, e: &Entry) -> Result<()> {
-        if let Some((lk, lt)) = &self.last
-            && cmp_internal(lk, *lt, &e.key, e.ts) != Ordering::Less
-        {
-            return Err(corruption(
-                &self.tmp,
-                format!(
-                    "table input out of order: ({lk:?}, {lt}) then ({:?}, {})",
-                    e.key, e.ts
-                ),
-            ));
-        }
-        let entry_len = 4 + e.key.len() + 8 + 1 + e.value.as_ref().map_or(0, |v| 4 + v.len());
-        if self.block_entries > 0 && self.block.len() + entry_len + 8 > BLOCK_TARGET {
-            self.finish_block()?;
-        }
-        let key_len =
-            u32::try_from(e.key.len()).map_err(|_| corruption(&self.tmp, "key too long"))?;
-        self.block.extend_from_slice(&key_len.to_le_bytes());
-        self.block.extend_from_slice(&e.key);
-        self.block.extend_from_slice(&e.ts.to_le_bytes());
-        match &e.value {
-            None => self.block.push(FLAG_TOMBSTONE),
-            Some(v) => {
-                let vlen =
-                    u32::try_from(v.len()).map_err(|_| corruption(&self.tmp, "value too long"))?;
-                self.block.push(FLAG_VALUE);
-                self.block.extend_from_slice(&vlen.to_le_bytes());
-                self.block.extend_from_slice(v);
-            }
-        }
-        self.block_entries += 1;
-        if self.meta.entry_count == 0 {
-            self.meta.min_key = e.key.clone();
-        }
-        self.meta.entry_count += 1;
-        self.meta.min_ts = self.meta.min_ts.min(e.ts);
-        self.meta.max_ts = self.meta.max_ts.max(e.ts);
-        self.last = Some((e.key.clone(), e.ts));
-        Ok(())
-    }
-
-    fn finish_block(&mut self) -> Result<()> {
-        if self.block_entries == 0 {
-            return Ok(());
-        }
-        self.block
-            .extend_from_slice(&self.block_entries.to_le_bytes());
-        let crc = crc32c::crc32c(&self.block);
-        self.block.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&self.block).map_err(io_err(&self.tmp))?;
-        let (last_key, last_ts) = self.last.clone().expect("non-empty block has a last entry");
-        self.index.push(BlockHandle {
-            offset: self.offset,
-            len: self.block.len() as u32,
-            last_key,
-            last_ts,
-        });
-        self.offset += self.block.len() as u64;
-        self.block.clear();
-        self.block_entries = 0;
-        Ok(())
-    }
-
-    /// Writes index, footer and trailer, then makes the file durable. Returns the temp path.
-    fn finish(mut self, high_water_ts: u64) -> Result<PathBuf> {
-        self.finish_block()?;
-        let mut index = Vec::new();
-        index.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
-        for h in &self.index {
-            index.extend_from_slice(&h.offset.to_le_bytes());
-            index.extend_from_slice(&h.len.to_le_bytes());
-            index.extend_from_slice(&(h.last_key.len() as u32).to_le_bytes());
-            index.extend_from_slice(&h.last_key);
-            index.extend_from_slice(&h.last_ts.to_le_bytes());
-        }
-        let crc = crc32c::crc32c(&index);
-        index.extend_from_slice(&crc.to_le_bytes());
-
-        let mut meta = std::mem::take(&mut self.meta);
-        if meta.entry_count == 0 {
-            meta.min_ts = 0;
-        } else {
-            meta.max_key = self.last.take().expect("entries were added").0;
-        }
-        let mut footer = Vec::new();
-        footer.extend_from_slice(&self.offset.to_le_bytes());
-        footer.extend_from_slice(&(index.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&meta.entry_count.to_le_bytes());
-        footer.extend_from_slice(&meta.min_ts.to_le_bytes());
-        footer.extend_from_slice(&meta.max_ts.to_le_bytes());
-        footer.extend_from_slice(&high_water_ts.max(meta.max_ts).to_le_bytes());
-        footer.extend_from_slice(&(meta.min_key.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&meta.min_key);
-        footer.extend_from_slice(&(meta.max_key.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&meta.max_key);
-        let crc = crc32c::crc32c(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-
-        let mut trailer = [0u8; TRAILER_LEN as usize];
-        trailer[0..4].copy_from_slice(&(footer.len() as u32).to_le_bytes());
-        trailer[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        trailer[8..16].copy_from_slice(&MAGIC.to_le_bytes());
-
-        let tmp = self.tmp;
-        let mut out = self.out;
-        out.write_all(&index).map_err(io_err(&tmp))?;
-        out.write_all(&footer).map_err(io_err(&tmp))?;
-        out.write_all(&trailer).map_err(io_err(&tmp))?;
-        let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        Ok(tmp)
+fn varint_len(v: u32) -> usize {
+    match v {
+        0..0x80 => 1,
+        0x80..0x4000 => 2,
+        0x4000..0x20_0000 => 3,
+        0x20_0000..0x1000_0000 => 4,
+        _ => 5,
     }
 }
 
-/// Writes every entry of `source` (internal order, unique versions) into a new table at
-/// `path`, atomically: the file appears under `path` only once complete and durable.
-pub(crate) fn write_table(
-    path: &Path,
-    source: &mut dyn EntryIter,
-    high_water_ts: u64,
-) -> Result<()> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut b = TableBuilder::create(tmp.clone())?;
-        while let Some(e) = source.next_entry()? {
-            b.add(&e)?;
+/// Decodes a varint at `*pos`, advancing it; `None` if truncated or wider than 32 bits.
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u32> {
+    let mut v: u32 = 0;
+    for i in 0..5 {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        if i == 4 && b > 0x0f {
+            return None;
         }
-        let tmp = b.finish(high_water_ts)?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))?;
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        // Leftover temp files are also removed on open; this just avoids wasting space now.
-        let _ = std::fs::remove_file(&tmp);
+        v |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
     }
-    result
+    None
 }
 
-/// An open, immutable table. Shared by readers through `Arc`; dropping the last reference
-/// closes the file (which may already be unlinked by a compaction).
-#[derive(Debug)]
-pub(crate) struct Table {
-    path: PathBuf,
-    file: File,
-    file_size: u64,
-    lo: u64,
-    hi: u64,
-    index: Vec<BlockHandle>,
-    meta: TableMeta,
+fn le_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+fn le_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Splits `[body..., crc u32]`, verifies the checksum and returns the body.
+fn verify_crc(mut raw: Vec<u8>, path: &Path, what: &str) -> Result<Vec<u8>> {
+    let Some(body_len) = raw.len().checked_sub(4) else {
+        return Err(corruption(
+            path,
+            format!("{what}: too short for a checksum"),
+        ));
+    };
+    let stored = le_u32(&raw[body_len..]).unwrap_or_default();
+    if crc32c::crc32c(&raw[..body_len]) != stored {
+        return Err(corruption(path, format!("{what}: checksum mismatch")));
+    }
+    raw.truncate(body_len);
+    Ok(raw)
 }
 
 /// Bounds-checked reader for footer and index decoding.
@@ -296,37 +237,711 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        let s = self.take(4)?;
+        le_u32(s).ok_or_else(|| corruption(self.path, self.what))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        let s = self.take(8)?;
+        le_u64(s).ok_or_else(|| corruption(self.path, self.what))
     }
     fn bytes(&mut self) -> Result<Vec<u8>> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
     }
+    fn finish(&self) -> Result<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(corruption(
+                self.path,
+                format!(
+                    "{}: {} trailing bytes",
+                    self.what,
+                    self.buf.len() - self.pos
+                ),
+            ))
+        }
+    }
 }
 
-/// Splits `[body..., crc u32]` and verifies the checksum.
-fn check_crc<'a>(buf: &'a [u8], path: &Path, what: &str) -> Result<&'a [u8]> {
-    if buf.len() < 4 {
-        return Err(corruption(path, format!("{what} too short")));
+// ---------------------------------------------------------------------------------------------
+// Data blocks.
+
+/// A structural problem inside a data block; the table turns it into a corruption error that
+/// names the file and the block.
+#[derive(Debug)]
+struct Malformed(&'static str);
+
+/// One entry as stored: its key is relative to the previous entry's.
+struct RawEntry<'a> {
+    shared: usize,
+    unshared: &'a [u8],
+    ts: u64,
+    value: Option<Range<usize>>,
+    /// Offset of the following entry.
+    next: usize,
+}
+
+/// An entry decoded in place: the key lives in the caller's buffer, the value in the block.
+struct Decoded {
+    ts: u64,
+    value: Option<Range<usize>>,
+    next: usize,
+}
+
+/// A verified, parsed data block: what the block cache holds.
+///
+/// The entries stay prefix-compressed (a block in the cache costs about what it costs on
+/// disk); parsing checked once that every entry decodes, that entries are strictly ordered
+/// and that the restart array points at entries with a full key, so readers decode without
+/// surprises. Decoding still reports errors instead of assuming, as data came from disk.
+#[derive(Debug)]
+pub(crate) struct Block {
+    /// The entries region (restart array and checksum stripped).
+    data: Vec<u8>,
+    restarts: Vec<u32>,
+}
+
+impl Block {
+    /// Parses a block body (checksum already verified and stripped). `after` is the last
+    /// version of the previous block, which this block's first entry must follow; `last` is the
+    /// version the index says this block ends with.
+    fn parse(
+        mut body: Vec<u8>,
+        after: Option<(&[u8], u64)>,
+        last: (&[u8], u64),
+    ) -> std::result::Result<Block, Malformed> {
+        let len = body.len();
+        let count_at = len
+            .checked_sub(4)
+            .ok_or(Malformed("too short for a restart count"))?;
+        let count = le_u32(&body[count_at..]).ok_or(Malformed("restart count"))? as usize;
+        let data_len = count
+            .checked_mul(4)
+            .and_then(|b| count_at.checked_sub(b))
+            .ok_or(Malformed("restart array larger than the block"))?;
+        if count == 0 {
+            return Err(Malformed("no restart points"));
+        }
+        let mut restarts = Vec::with_capacity(count);
+        for chunk in body[data_len..count_at].chunks_exact(4) {
+            let r = le_u32(chunk).ok_or(Malformed("restart offset"))?;
+            let ok = match restarts.last() {
+                None => r == 0,
+                Some(&prev) => r > prev,
+            };
+            if !ok || r as usize >= data_len {
+                return Err(Malformed(
+                    "restart offsets not increasing within the entries",
+                ));
+            }
+            restarts.push(r);
+        }
+        body.truncate(data_len);
+        let block = Block {
+            data: body,
+            restarts,
+        };
+
+        // Walk every entry once.
+        let mut key: Vec<u8> = Vec::new();
+        let mut next_key: Vec<u8> = Vec::new();
+        let mut ts = 0u64;
+        let mut off = 0usize;
+        let mut restart_i = 0usize;
+        let mut entries = 0usize;
+        while off < data_len {
+            let raw = block.raw_at(off)?;
+            if block.restarts.get(restart_i) == Some(&(off as u32)) {
+                if raw.shared != 0 {
+                    return Err(Malformed("restart entry does not hold a full key"));
+                }
+                restart_i += 1;
+            }
+            if raw.shared > key.len() {
+                return Err(Malformed("shared prefix longer than the previous key"));
+            }
+            next_key.clear();
+            next_key.extend_from_slice(&key[..raw.shared]);
+            next_key.extend_from_slice(raw.unshared);
+            let prev = if entries == 0 {
+                after
+            } else {
+                Some((key.as_slice(), ts))
+            };
+            if let Some((pk, pts)) = prev
+                && cmp_internal(pk, pts, &next_key, raw.ts) != Ordering::Less
+            {
+                return Err(Malformed("entries out of order"));
+            }
+            std::mem::swap(&mut key, &mut next_key);
+            ts = raw.ts;
+            off = raw.next;
+            entries += 1;
+        }
+        if restart_i != block.restarts.len() {
+            return Err(Malformed("restart offset inside an entry"));
+        }
+        if entries == 0 || key.as_slice() != last.0 || ts != last.1 {
+            return Err(Malformed("last entry disagrees with the index"));
+        }
+        Ok(block)
     }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
-    if crc32c::crc32c(body) != stored {
-        return Err(corruption(path, format!("{what}: checksum mismatch")));
+
+    /// Approximate heap bytes held, the block's charge in the cache.
+    pub(crate) fn charge(&self) -> usize {
+        self.data.capacity()
+            + self.restarts.capacity() * 4
+            + std::mem::size_of::<Block>()
+            + 2 * std::mem::size_of::<usize>() // Arc counts
     }
-    Ok(body)
+
+    fn raw_at(&self, off: usize) -> std::result::Result<RawEntry<'_>, Malformed> {
+        let d = &self.data;
+        let mut p = off;
+        let shared = get_varint(d, &mut p).ok_or(Malformed("bad shared length"))? as usize;
+        let unshared = get_varint(d, &mut p).ok_or(Malformed("bad key length"))? as usize;
+        let key_end = p
+            .checked_add(unshared)
+            .filter(|&e| e <= d.len())
+            .ok_or(Malformed("key runs past the block"))?;
+        let unshared = &d[p..key_end];
+        p = key_end;
+        let ts = d
+            .get(p..p + 8)
+            .and_then(le_u64)
+            .ok_or(Malformed("truncated timestamp"))?;
+        p += 8;
+        let flag = *d.get(p).ok_or(Malformed("truncated flag"))?;
+        p += 1;
+        let value = match flag {
+            FLAG_TOMBSTONE => None,
+            FLAG_VALUE => {
+                let n = get_varint(d, &mut p).ok_or(Malformed("bad value length"))? as usize;
+                let end = p
+                    .checked_add(n)
+                    .filter(|&e| e <= d.len())
+                    .ok_or(Malformed("value runs past the block"))?;
+                let v = p..end;
+                p = end;
+                Some(v)
+            }
+            _ => return Err(Malformed("unknown entry flag")),
+        };
+        Ok(RawEntry {
+            shared,
+            unshared,
+            ts,
+            value,
+            next: p,
+        })
+    }
+
+    /// Decodes the entry at `off`, given the previous entry's key in `key` (anything at a
+    /// restart point); leaves this entry's key in `key`.
+    fn decode_at(&self, off: usize, key: &mut Vec<u8>) -> std::result::Result<Decoded, Malformed> {
+        let raw = self.raw_at(off)?;
+        if raw.shared > key.len() {
+            return Err(Malformed("shared prefix longer than the previous key"));
+        }
+        key.truncate(raw.shared);
+        key.extend_from_slice(raw.unshared);
+        Ok(Decoded {
+            ts: raw.ts,
+            value: raw.value,
+            next: raw.next,
+        })
+    }
+
+    fn value(&self, r: &Option<Range<usize>>) -> Option<Vec<u8>> {
+        r.as_ref().map(|r| self.data[r.clone()].to_vec())
+    }
+
+    fn at_end(&self, off: usize) -> bool {
+        off >= self.data.len()
+    }
+
+    /// Finds the first entry at or after `(key, ts)` (strictly after when `strict`): binary
+    /// search over the restart points, then a forward scan of at most one restart interval.
+    /// Leaves that entry's key in `kbuf`; `None` if every entry of the block is before the
+    /// target. `prev_is_key` becomes whether the entry just before the found position has user
+    /// key `key`; it is left untouched when that entry is in an earlier block.
+    fn seek(
+        &self,
+        key: &[u8],
+        ts: u64,
+        strict: bool,
+        kbuf: &mut Vec<u8>,
+        prev_is_key: &mut bool,
+    ) -> std::result::Result<Option<Decoded>, Malformed> {
+        let before = |k: &[u8], t: u64| {
+            let o = cmp_internal(k, t, key, ts);
+            o == Ordering::Less || (strict && o == Ordering::Equal)
+        };
+        // Restart points whose entry is before the target: [0, lo).
+        let (mut lo, mut hi) = (0usize, self.restarts.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let raw = self.raw_at(self.restarts[mid] as usize)?;
+            if raw.shared != 0 {
+                return Err(Malformed("restart entry does not hold a full key"));
+            }
+            if before(raw.unshared, raw.ts) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut off = self
+            .restarts
+            .get(lo.saturating_sub(1))
+            .copied()
+            .unwrap_or(0) as usize;
+        kbuf.clear();
+        while !self.at_end(off) {
+            let d = self.decode_at(off, kbuf)?;
+            if !before(kbuf, d.ts) {
+                return Ok(Some(d));
+            }
+            *prev_is_key = kbuf.as_slice() == key;
+            off = d.next;
+        }
+        Ok(None)
+    }
+
+    /// Every entry, in order (reverse iteration and verification use this).
+    fn decode_all(&self) -> std::result::Result<Vec<Entry>, Malformed> {
+        let mut out = Vec::with_capacity(self.restarts.len() * RESTART_INTERVAL);
+        let mut key = Vec::new();
+        let mut off = 0;
+        while !self.at_end(off) {
+            let d = self.decode_at(off, &mut key)?;
+            out.push(Entry {
+                key: key.clone(),
+                ts: d.ts,
+                value: self.value(&d.value),
+            });
+            off = d.next;
+        }
+        Ok(out)
+    }
+
+    /// A stand-in block that carries only a tag, for cache tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(tag: u8) -> Block {
+        Block {
+            data: vec![tag],
+            restarts: Vec::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn test_tag(&self) -> u8 {
+        self.data[0]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing.
+
+/// A key for an error message: escaped, and cut short if long.
+fn show_key(key: &[u8]) -> String {
+    const MAX: usize = 64;
+    let shown = key[..key.len().min(MAX)].escape_ascii().to_string();
+    if key.len() > MAX {
+        format!("\"{shown}\"... ({} bytes)", key.len())
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
+fn too_large(path: &Path, what: &str) -> StorageError {
+    StorageError::InvalidArgument(format!(
+        "{what} too large for an SSTable ({})",
+        path.display()
+    ))
+}
+
+/// Streams entries in internal order into a new table file. Used whole by flushes
+/// ([`write_table`]) and incrementally by compactions, which cut their output into several
+/// tables by watching [`TableBuilder::approx_file_size`].
+///
+/// The file is written under [`tmp_path`] and appears under its final name only when
+/// [`TableBuilder::finish`] succeeds. A builder dropped without finishing (including after an
+/// error) removes its temporary file, like [`TableBuilder::abandon`].
+pub(crate) struct TableBuilder {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `None` once the file has been closed by `finish`.
+    out: Option<BufWriter<File>>,
+    opts: TableOptions,
+    block: Vec<u8>,
+    restarts: Vec<u32>,
+    block_entries: usize,
+    /// Bytes written so far (complete blocks).
+    offset: u64,
+    index: Vec<BlockHandle>,
+    index_bytes: usize,
+    bloom: BloomBuilder,
+    /// The last entry added; meaningful once `entry_count > 0`.
+    last_key: Vec<u8>,
+    last_ts: u64,
+    entry_count: u64,
+    tombstones: u64,
+    distinct_keys: u64,
+    min_key: Vec<u8>,
+    min_ts: u64,
+    max_ts: u64,
+    finished: bool,
+}
+
+impl std::fmt::Debug for TableBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableBuilder")
+            .field("path", &self.path)
+            .field("entries", &self.entry_count)
+            .field("approx_file_size", &self.approx_file_size())
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_out(out: &mut Option<BufWriter<File>>, tmp: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(out) = out.as_mut() else {
+        return Err(StorageError::InvalidArgument(format!(
+            "table builder for {} is already closed",
+            tmp.display()
+        )));
+    };
+    out.write_all(bytes).map_err(io_err(tmp))
+}
+
+impl TableBuilder {
+    /// Starts a table that will be renamed to `final_path` by [`TableBuilder::finish`].
+    pub(crate) fn create(final_path: &Path, opts: &TableOptions) -> Result<TableBuilder> {
+        let tmp = tmp_path(final_path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        Ok(TableBuilder {
+            path: final_path.to_path_buf(),
+            out: Some(BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            opts: *opts,
+            block: Vec::with_capacity(opts.block_bytes.min(1 << 20) + 64),
+            restarts: Vec::new(),
+            block_entries: 0,
+            offset: 0,
+            index: Vec::new(),
+            index_bytes: 4 + 4,
+            bloom: BloomBuilder::new(opts.bloom_bits_per_key),
+            last_key: Vec::new(),
+            last_ts: 0,
+            entry_count: 0,
+            tombstones: 0,
+            distinct_keys: 0,
+            min_key: Vec::new(),
+            min_ts: u64::MAX,
+            max_ts: 0,
+            finished: false,
+        })
+    }
+
+    /// Appends one version. Versions must arrive in internal order (key ascending, ts
+    /// descending), each `(key, ts)` once; anything else is rejected and leaves the builder as
+    /// it was.
+    pub(crate) fn add(&mut self, e: &Entry) -> Result<()> {
+        if self.entry_count > 0
+            && cmp_internal(&self.last_key, self.last_ts, &e.key, e.ts) != Ordering::Less
+        {
+            return Err(StorageError::InvalidArgument(format!(
+                "table input out of order for {}: ({}, {}) then ({}, {})",
+                self.path.display(),
+                show_key(&self.last_key),
+                self.last_ts,
+                show_key(&e.key),
+                e.ts
+            )));
+        }
+        let key_len = u32::try_from(e.key.len()).map_err(|_| too_large(&self.path, "key"))?;
+        let value_len = match &e.value {
+            None => None,
+            Some(v) => Some(u32::try_from(v.len()).map_err(|_| too_large(&self.path, "value"))?),
+        };
+        let encoded_len = |shared: usize| {
+            let unshared = key_len as usize - shared;
+            varint_len(shared as u32)
+                + varint_len(unshared as u32)
+                + unshared
+                + 8
+                + 1
+                + value_len.map_or(0, |n| varint_len(n) + n as usize)
+        };
+        let shares = |b: &TableBuilder| {
+            if b.block_entries % RESTART_INTERVAL == 0 {
+                0
+            } else {
+                common_prefix(&b.last_key, &e.key)
+            }
+        };
+        // Close the block first if this entry would push it past the target (restart array,
+        // count and checksum included).
+        if self.block_entries > 0
+            && self.block.len() + encoded_len(shares(self)) + 4 * (self.restarts.len() + 1) + 8
+                > self.opts.block_bytes
+        {
+            self.finish_block()?;
+        }
+        let shared = shares(self);
+        if self.block_entries % RESTART_INTERVAL == 0 {
+            let at = u32::try_from(self.block.len()).map_err(|_| too_large(&self.path, "block"))?;
+            self.restarts.push(at);
+        }
+        put_varint(&mut self.block, shared as u32);
+        put_varint(&mut self.block, key_len - shared as u32);
+        self.block.extend_from_slice(&e.key[shared..]);
+        self.block.extend_from_slice(&e.ts.to_le_bytes());
+        match (&e.value, value_len) {
+            (Some(v), Some(n)) => {
+                self.block.push(FLAG_VALUE);
+                put_varint(&mut self.block, n);
+                self.block.extend_from_slice(v);
+            }
+            _ => {
+                self.block.push(FLAG_TOMBSTONE);
+                self.tombstones += 1;
+            }
+        }
+        self.block_entries += 1;
+
+        if self.entry_count == 0 {
+            self.min_key = e.key.clone();
+        }
+        if self.entry_count == 0 || self.last_key != e.key {
+            self.distinct_keys += 1;
+        }
+        self.bloom.add_key(&e.key);
+        self.entry_count += 1;
+        self.min_ts = self.min_ts.min(e.ts);
+        self.max_ts = self.max_ts.max(e.ts);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(&e.key);
+        self.last_ts = e.ts;
+        Ok(())
+    }
+
+    /// About how large the file would be if finished now.
+    pub(crate) fn approx_file_size(&self) -> u64 {
+        let tail = self.block.len()
+            + 4 * self.restarts.len()
+            + self.index_bytes
+            + self.bloom.approx_bytes()
+            + self.min_key.len()
+            + self.last_key.len()
+            + 64
+            + TRAILER_LEN as usize;
+        self.offset + tail as u64
+    }
+
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    /// The user key of the last entry added.
+    pub(crate) fn last_key(&self) -> Option<&[u8]> {
+        (self.entry_count > 0).then_some(self.last_key.as_slice())
+    }
+
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.entry_count
+    }
+
+    fn finish_block(&mut self) -> Result<()> {
+        if self.block_entries == 0 {
+            return Ok(());
+        }
+        for r in &self.restarts {
+            self.block.extend_from_slice(&r.to_le_bytes());
+        }
+        self.block
+            .extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        let crc = crc32c::crc32c(&self.block);
+        self.block.extend_from_slice(&crc.to_le_bytes());
+        let len = u32::try_from(self.block.len()).map_err(|_| too_large(&self.path, "entry"))?;
+        write_out(&mut self.out, &self.tmp, &self.block)?;
+        self.index.push(BlockHandle {
+            offset: self.offset,
+            len,
+            last_key: self.last_key.clone(),
+            last_ts: self.last_ts,
+        });
+        self.index_bytes += 8 + 4 + 4 + self.last_key.len() + 8;
+        self.offset += u64::from(len);
+        self.block.clear();
+        self.restarts.clear();
+        self.block_entries = 0;
+        Ok(())
+    }
+
+    /// Writes the index, bloom filter, footer and trailer, makes the file durable and renames
+    /// it into place (then makes the rename durable). Returns the file size.
+    pub(crate) fn finish(mut self, high_water_ts: u64) -> Result<u64> {
+        self.finish_block()?;
+
+        let mut index = Vec::with_capacity(self.index_bytes);
+        index.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
+        for h in &self.index {
+            index.extend_from_slice(&h.offset.to_le_bytes());
+            index.extend_from_slice(&h.len.to_le_bytes());
+            index.extend_from_slice(&(h.last_key.len() as u32).to_le_bytes());
+            index.extend_from_slice(&h.last_key);
+            index.extend_from_slice(&h.last_ts.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+
+        let mut bloom = self.bloom.build();
+        let crc = crc32c::crc32c(&bloom);
+        bloom.extend_from_slice(&crc.to_le_bytes());
+
+        let (min_ts, max_key) = if self.entry_count == 0 {
+            (0, &[][..])
+        } else {
+            (self.min_ts, self.last_key.as_slice())
+        };
+        let mut footer = Vec::with_capacity(64 + self.min_key.len() + max_key.len());
+        for v in [
+            self.entry_count,
+            self.tombstones,
+            self.distinct_keys,
+            min_ts,
+            self.max_ts,
+            high_water_ts.max(self.max_ts),
+        ] {
+            footer.extend_from_slice(&v.to_le_bytes());
+        }
+        footer.extend_from_slice(&(self.min_key.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&self.min_key);
+        footer.extend_from_slice(&(max_key.len() as u32).to_le_bytes());
+        footer.extend_from_slice(max_key);
+        let crc = crc32c::crc32c(&footer);
+        footer.extend_from_slice(&crc.to_le_bytes());
+
+        let len32 =
+            |b: &[u8], what| u32::try_from(b.len()).map_err(|_| too_large(&self.path, what));
+        let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
+        trailer.extend_from_slice(&len32(&index, "index")?.to_le_bytes());
+        trailer.extend_from_slice(&len32(&bloom, "bloom filter")?.to_le_bytes());
+        trailer.extend_from_slice(&len32(&footer, "footer")?.to_le_bytes());
+        let crc = crc32c::crc32c(&trailer);
+        trailer.extend_from_slice(&crc.to_le_bytes());
+        trailer.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        trailer.extend_from_slice(&MAGIC.to_le_bytes());
+        debug_assert_eq!(trailer.len() as u64, TRAILER_LEN);
+
+        for part in [&index, &bloom, &footer, &trailer] {
+            write_out(&mut self.out, &self.tmp, part)?;
+        }
+        let size = self.offset + (index.len() + bloom.len() + footer.len() + trailer.len()) as u64;
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io_err(&self.tmp)(std::io::ErrorKind::Other.into()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
+        self.finished = true;
+        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+        sync_dir(dir)?;
+        Ok(size)
+    }
+
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    /// Gives up on the table: closes and deletes the temporary file.
+    pub(crate) fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for TableBuilder {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Close before deleting (required on some platforms). Leftover temporary files
+            // are also removed when the engine opens; this just frees the space now.
+            drop(self.out.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes every entry of `source` (internal order, unique versions) into a new table at
+/// `path`, atomically: the file appears under `path` only once complete and durable. Returns
+/// the file size.
+pub(crate) fn write_table(
+    path: &Path,
+    source: &mut dyn EntryIter,
+    high_water_ts: u64,
+    opts: &TableOptions,
+) -> Result<u64> {
+    let mut b = TableBuilder::create(path, opts)?;
+    while let Some(e) = source.next_entry()? {
+        b.add(&e)?;
+    }
+    b.finish(high_water_ts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+/// An open, immutable table. Shared by readers through `Arc`; dropping the last reference
+/// closes the file (which may already be unlinked by a compaction) and erases its blocks from
+/// the cache.
+pub(crate) struct Table {
+    path: PathBuf,
+    file: File,
+    file_size: u64,
+    id: u64,
+    index: Vec<BlockHandle>,
+    bloom: Vec<u8>,
+    meta: TableMeta,
+    cache: Arc<BlockCache>,
+    counters: Arc<ReadCounters>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .field("file_size", &self.file_size)
+            .field("blocks", &self.index.len())
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Table {
-    /// Opens a table and loads its index. `lo`/`hi` come from the file name.
-    pub(crate) fn open(path: &Path, lo: u64, hi: u64) -> Result<Table> {
+    /// Opens a table, verifying and loading its trailer, footer, index and bloom filter.
+    /// `id` names the table in `cache` and must not be used by any other table sharing that
+    /// cache while the cache lives.
+    pub(crate) fn open(
+        path: &Path,
+        id: u64,
+        cache: Arc<BlockCache>,
+        counters: Arc<ReadCounters>,
+    ) -> Result<Table> {
         let file = File::open(path).map_err(io_err(path))?;
         let file_size = file.metadata().map_err(io_err(path))?.len();
         if file_size < TRAILER_LEN {
@@ -337,115 +952,107 @@ impl Table {
         }
         let mut trailer = [0u8; TRAILER_LEN as usize];
         read_exact_at(&file, &mut trailer, file_size - TRAILER_LEN).map_err(io_err(path))?;
-        let footer_len = u32::from_le_bytes(trailer[0..4].try_into().expect("4")) as u64;
-        let version = u32::from_le_bytes(trailer[4..8].try_into().expect("4"));
-        let magic = u64::from_le_bytes(trailer[8..16].try_into().expect("8"));
+        let field = |at: usize| le_u32(&trailer[at..at + 4]).unwrap_or_default();
+        let magic = le_u64(&trailer[20..28]).unwrap_or_default();
         if magic != MAGIC {
             return Err(corruption(
                 path,
                 "bad magic: not an SSTable or damaged trailer",
             ));
         }
+        let version = field(16);
         if version != FORMAT_VERSION {
             return Err(corruption(
                 path,
-                format!("unsupported format version {version}"),
+                format!("unsupported format version {version} (expected {FORMAT_VERSION})"),
             ));
         }
-        if footer_len > file_size - TRAILER_LEN {
+        if crc32c::crc32c(&trailer[..12]) != field(12) {
+            return Err(corruption(path, "trailer: checksum mismatch"));
+        }
+        let (index_len, bloom_len, footer_len) = (
+            u64::from(field(0)),
+            u64::from(field(4)),
+            u64::from(field(8)),
+        );
+        let meta_len = index_len + bloom_len + footer_len;
+        if meta_len > file_size - TRAILER_LEN {
             return Err(corruption(
                 path,
-                format!("footer length {footer_len} exceeds file"),
+                format!("trailer describes {meta_len} bytes of metadata, more than the file"),
             ));
         }
-        let footer_off = file_size - TRAILER_LEN - footer_len;
-        let mut footer = vec![0u8; footer_len as usize];
-        read_exact_at(&file, &mut footer, footer_off).map_err(io_err(path))?;
-        let body = check_crc(&footer, path, "footer")?;
+        let index_off = file_size - TRAILER_LEN - meta_len;
+        let mut raw = vec![0u8; meta_len as usize];
+        read_exact_at(&file, &mut raw, index_off).map_err(io_err(path))?;
+        let footer_raw = raw.split_off((index_len + bloom_len) as usize);
+        let bloom_raw = raw.split_off(index_len as usize);
+        let index_raw = raw;
+
+        let footer = verify_crc(footer_raw, path, "footer")?;
         let mut r = Reader {
-            buf: body,
+            buf: &footer,
             pos: 0,
             path,
             what: "footer",
         };
-        let index_off = r.u64()?;
-        let index_len = r.u32()? as u64;
         let meta = TableMeta {
             entry_count: r.u64()?,
+            tombstone_count: r.u64()?,
+            distinct_keys: r.u64()?,
             min_ts: r.u64()?,
             max_ts: r.u64()?,
             high_water_ts: r.u64()?,
             min_key: r.bytes()?,
             max_key: r.bytes()?,
         };
-        if index_off.checked_add(index_len) != Some(footer_off) {
-            return Err(corruption(
-                path,
-                format!("index at {index_off}+{index_len} does not end at footer {footer_off}"),
-            ));
+        r.finish()?;
+
+        let index_body = verify_crc(index_raw, path, "index block")?;
+        let index = parse_index(&index_body, index_off, path)?;
+
+        let bloom = verify_crc(bloom_raw, path, "bloom block")?;
+        if BloomReader::new(&bloom).is_none() {
+            return Err(corruption(path, "bloom block does not hold a filter"));
         }
 
-        let mut raw = vec![0u8; index_len as usize];
-        read_exact_at(&file, &mut raw, index_off).map_err(io_err(path))?;
-        let body = check_crc(&raw, path, "index block")?;
-        let mut r = Reader {
-            buf: body,
-            pos: 0,
-            path,
-            what: "index block",
+        let consistent = if index.is_empty() {
+            meta.entry_count == 0 && meta.distinct_keys == 0 && meta.tombstone_count == 0
+        } else {
+            let last = &index[index.len() - 1];
+            meta.entry_count >= index.len() as u64
+                && (1..=meta.entry_count).contains(&meta.distinct_keys)
+                && meta.tombstone_count <= meta.entry_count
+                && meta.min_key <= meta.max_key
+                && last.last_key == meta.max_key
+                && meta.min_ts <= meta.max_ts
+                && meta.max_ts <= meta.high_water_ts
         };
-        let n = r.u32()? as usize;
-        let mut index = Vec::with_capacity(n.min(body.len() / 24));
-        let mut expect_off = 0u64;
-        for i in 0..n {
-            let h = BlockHandle {
-                offset: r.u64()?,
-                len: r.u32()?,
-                last_key: r.bytes()?,
-                last_ts: r.u64()?,
-            };
-            if h.offset != expect_off || h.len < 8 {
-                return Err(corruption(
-                    path,
-                    format!("index entry {i} has a bad block handle"),
-                ));
-            }
-            if let Some(prev) = index.last() {
-                let prev: &BlockHandle = prev;
-                if cmp_internal(&prev.last_key, prev.last_ts, &h.last_key, h.last_ts)
-                    != Ordering::Less
-                {
-                    return Err(corruption(path, format!("index entry {i} out of order")));
-                }
-            }
-            expect_off += h.len as u64;
-            index.push(h);
-        }
-        if expect_off != index_off || r.pos != body.len() {
-            return Err(corruption(path, "index does not describe the data region"));
-        }
-        if (meta.entry_count == 0) != index.is_empty() {
-            return Err(corruption(path, "entry count disagrees with index"));
+        if !consistent {
+            return Err(corruption(path, "footer disagrees with the index"));
         }
         Ok(Table {
             path: path.to_path_buf(),
             file,
             file_size,
-            lo,
-            hi,
+            id,
             index,
+            bloom,
             meta,
+            cache,
+            counters,
         })
     }
 
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-    pub(crate) fn lo(&self) -> u64 {
-        self.lo
-    }
-    pub(crate) fn hi(&self) -> u64 {
-        self.hi
     }
     pub(crate) fn file_size(&self) -> u64 {
         self.file_size
@@ -454,46 +1061,58 @@ impl Table {
         &self.meta
     }
 
-    /// Reads, verifies and decodes data block `i`.
-    fn read_block(&self, i: usize) -> Result<Arc<Block>> {
+    fn in_key_range(&self, key: &[u8]) -> bool {
+        !self.index.is_empty()
+            && key >= self.meta.min_key.as_slice()
+            && key <= self.meta.max_key.as_slice()
+    }
+
+    fn bloom_may_contain(&self, key: &[u8]) -> bool {
+        // Validated at open; a filter that cannot be read only costs block reads.
+        BloomReader::new(&self.bloom).is_none_or(|b| b.may_contain(key))
+    }
+
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    /// Whether the table may hold a version of `key`, from the key range and the bloom filter
+    /// alone (no I/O). False means it certainly does not.
+    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        self.in_key_range(key) && self.bloom_may_contain(key)
+    }
+
+    fn block_error(&self, i: usize, m: Malformed) -> StorageError {
+        let offset = self.index.get(i).map_or(0, |h| h.offset);
+        corruption(
+            &self.path,
+            format!("data block {i} at offset {offset}: {}", m.0),
+        )
+    }
+
+    /// Reads, verifies and parses data block `i`, bypassing the cache.
+    fn load_block(&self, i: usize) -> Result<Block> {
         let h = &self.index[i];
         let mut raw = vec![0u8; h.len as usize];
         read_exact_at(&self.file, &mut raw, h.offset).map_err(io_err(&self.path))?;
         let what = format!("data block {i} at offset {}", h.offset);
-        let body = check_crc(&raw, &self.path, &what)?;
-        let bad = |detail: &str| corruption(&self.path, format!("{what}: {detail}"));
-        let (entries_raw, count) = body.split_at(body.len() - 4);
-        let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
-        let mut r = Reader {
-            buf: entries_raw,
-            pos: 0,
-            path: &self.path,
-            what: "data block",
-        };
-        let mut entries: Vec<Entry> = Vec::with_capacity(count.min(entries_raw.len() / 13));
-        for _ in 0..count {
-            let key = r.bytes()?;
-            let ts = r.u64()?;
-            let value = match r.take(1)?[0] {
-                FLAG_TOMBSTONE => None,
-                FLAG_VALUE => Some(r.bytes()?),
-                f => return Err(bad(&format!("unknown entry flag {f}"))),
-            };
-            if let Some(prev) = entries.last()
-                && cmp_internal(&prev.key, prev.ts, &key, ts) != Ordering::Less
-            {
-                return Err(bad("entries out of order"));
-            }
-            entries.push(Entry { key, ts, value });
+        let body = verify_crc(raw, &self.path, &what)?;
+        let after = i
+            .checked_sub(1)
+            .map(|p| (self.index[p].last_key.as_slice(), self.index[p].last_ts));
+        Block::parse(body, after, (&h.last_key, h.last_ts)).map_err(|m| self.block_error(i, m))
+    }
+
+    /// Data block `i`, from the cache or from disk (then cached).
+    fn read_block(&self, i: usize) -> Result<Arc<Block>> {
+        let offset = self.index[i].offset;
+        if let Some(b) = self.cache.get(self.id, offset) {
+            return Ok(b);
         }
-        if r.pos != entries_raw.len() {
-            return Err(bad("trailing bytes after entries"));
-        }
-        match entries.last() {
-            Some(last) if last.key == h.last_key && last.ts == h.last_ts => {}
-            _ => return Err(bad("last entry disagrees with the index")),
-        }
-        Ok(Arc::new(Block { entries }))
+        let b = Arc::new(self.load_block(i)?);
+        self.cache
+            .insert(self.id, offset, Arc::clone(&b), b.charge());
+        Ok(b)
     }
 
     /// Index of the first block whose last version is `>= (key, ts)` (or `> (key, ts)` when
@@ -505,67 +1124,224 @@ impl Table {
         })
     }
 
-    /// The newest version of `key` with `ts <= read_ts`, as `(ts, value)`.
+    /// The newest version of `key` with `ts <= read_ts`, as `(ts, value)` (`None` value: a
+    /// tombstone). Consults the key range and the bloom filter before reading any block.
     pub(crate) fn get(&self, key: &[u8], read_ts: u64) -> Result<Option<(u64, Option<Vec<u8>>)>> {
-        if self.index.is_empty()
-            || key < self.meta.min_key.as_slice()
-            || key > self.meta.max_key.as_slice()
-            || read_ts < self.meta.min_ts
-        {
+        if !self.in_key_range(key) || read_ts < self.meta.min_ts {
+            return Ok(None);
+        }
+        let c = &self.counters;
+        c.bloom_checks.fetch_add(1, AtomicOrdering::Relaxed);
+        if !self.bloom_may_contain(key) {
+            c.bloom_negatives.fetch_add(1, AtomicOrdering::Relaxed);
             return Ok(None);
         }
         let b = self.seek_block(key, read_ts, false);
-        if b == self.index.len() {
-            return Ok(None);
+        // Whether the version just before (key, read_ts) in table order belongs to `key`: if
+        // neither it nor the one at the position does, the table holds no version of `key`.
+        let mut held = b > 0 && self.index[b - 1].last_key == key;
+        let mut found = None;
+        if b < self.index.len() {
+            let block = self.read_block(b)?;
+            let mut kbuf = Vec::new();
+            let at = block
+                .seek(key, read_ts, false, &mut kbuf, &mut held)
+                .map_err(|m| self.block_error(b, m))?;
+            if let Some(d) = at
+                && kbuf == key
+            {
+                found = Some((d.ts, block.value(&d.value)));
+                held = true;
+            }
         }
-        let block = self.read_block(b)?;
-        let i = seek_entry(&block.entries, key, read_ts, false);
-        Ok(block
-            .entries
-            .get(i)
-            .filter(|e| e.key == key)
-            .map(|e| (e.ts, e.value.clone())))
+        if !held {
+            c.bloom_false_positives
+                .fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        Ok(found)
     }
 
-    /// A lazy iterator over the versions in `range`; blocks are read as it advances.
+    /// A lazy iterator over the versions in `range`; blocks are read (through the cache) as it
+    /// advances.
     pub(crate) fn iter(self: &Arc<Self>, range: KeyRange, dir: Direction) -> TableIter {
         TableIter {
             table: Arc::clone(self),
             range,
             dir,
-            block_idx: 0,
-            block: None,
-            pos: 0,
             started: false,
             done: false,
+            block_idx: 0,
+            block: None,
+            off: 0,
+            key: Vec::new(),
+            pending: None,
+            rev: Vec::new(),
         }
+    }
+
+    #[allow(
+        dead_code,
+        reason = "API for the leveled compaction being built in engine.rs"
+    )]
+    /// Reads every block from disk (bypassing the cache) and checks checksums, the internal
+    /// order across the whole table, the bloom filter (no key missing) and the footer's counts,
+    /// key range and timestamps. Returns the entry count.
+    pub(crate) fn verify(&self) -> Result<u64> {
+        let bloom = BloomReader::new(&self.bloom);
+        let mut count = 0u64;
+        let mut tombstones = 0u64;
+        let mut distinct = 0u64;
+        let (mut min_ts, mut max_ts) = (u64::MAX, 0u64);
+        let mut first_key: Option<Vec<u8>> = None;
+        let mut prev: Option<(Vec<u8>, u64)> = None;
+        for i in 0..self.index.len() {
+            let block = self.load_block(i)?;
+            let entries = block.decode_all().map_err(|m| self.block_error(i, m))?;
+            for e in entries {
+                let new_key = match &prev {
+                    Some((pk, pts)) => {
+                        if cmp_internal(pk, *pts, &e.key, e.ts) != Ordering::Less {
+                            return Err(self.block_error(i, Malformed("entries out of order")));
+                        }
+                        *pk != e.key
+                    }
+                    None => true,
+                };
+                if new_key {
+                    distinct += 1;
+                    if bloom.is_some_and(|b| !b.may_contain(&e.key)) {
+                        return Err(corruption(&self.path, "bloom filter misses a key"));
+                    }
+                }
+                count += 1;
+                tombstones += u64::from(e.value.is_none());
+                min_ts = min_ts.min(e.ts);
+                max_ts = max_ts.max(e.ts);
+                if first_key.is_none() {
+                    first_key = Some(e.key.clone());
+                }
+                prev = Some((e.key, e.ts));
+            }
+        }
+        let m = &self.meta;
+        let mismatch = |what: &str, footer: &dyn std::fmt::Debug, data: &dyn std::fmt::Debug| {
+            corruption(
+                &self.path,
+                format!("footer {what} {footer:?} disagrees with the data ({data:?})"),
+            )
+        };
+        if count != m.entry_count {
+            return Err(mismatch("entry count", &m.entry_count, &count));
+        }
+        if tombstones != m.tombstone_count {
+            return Err(mismatch("tombstone count", &m.tombstone_count, &tombstones));
+        }
+        if distinct != m.distinct_keys {
+            return Err(mismatch("distinct keys", &m.distinct_keys, &distinct));
+        }
+        if let (Some(first), Some((last, _))) = (&first_key, &prev) {
+            if *first != m.min_key {
+                return Err(mismatch("min key", &m.min_key, first));
+            }
+            if *last != m.max_key {
+                return Err(mismatch("max key", &m.max_key, last));
+            }
+            if (min_ts, max_ts) != (m.min_ts, m.max_ts) {
+                return Err(mismatch(
+                    "ts range",
+                    &(m.min_ts, m.max_ts),
+                    &(min_ts, max_ts),
+                ));
+            }
+        }
+        Ok(count)
     }
 }
 
-/// Position of the first entry `>= (key, ts)` (or `> (key, ts)` when `strict`).
-fn seek_entry(entries: &[Entry], key: &[u8], ts: u64, strict: bool) -> usize {
-    entries.partition_point(|e| {
-        let o = cmp_internal(&e.key, e.ts, key, ts);
-        o == Ordering::Less || (strict && o == Ordering::Equal)
-    })
+impl Drop for Table {
+    fn drop(&mut self) {
+        // The id is never reused, so these blocks can never be asked for again.
+        self.cache.erase_table(self.id);
+    }
 }
 
-/// Iterates one table within a key range. Holds at most one decoded block.
+/// Decodes and validates the index block body: handles in strictly increasing order that tile
+/// the data region `[0, data_end)` exactly.
+fn parse_index(body: &[u8], data_end: u64, path: &Path) -> Result<Vec<BlockHandle>> {
+    let mut r = Reader {
+        buf: body,
+        pos: 0,
+        path,
+        what: "index block",
+    };
+    let n = r.u32()? as usize;
+    let mut index: Vec<BlockHandle> = Vec::with_capacity(n.min(body.len() / 24));
+    let mut expect_off = 0u64;
+    for i in 0..n {
+        let h = BlockHandle {
+            offset: r.u64()?,
+            len: r.u32()?,
+            last_key: r.bytes()?,
+            last_ts: r.u64()?,
+        };
+        if h.offset != expect_off || h.len < MIN_BLOCK_LEN {
+            return Err(corruption(
+                path,
+                format!("index entry {i} has a bad block handle"),
+            ));
+        }
+        if let Some(prev) = index.last()
+            && cmp_internal(&prev.last_key, prev.last_ts, &h.last_key, h.last_ts) != Ordering::Less
+        {
+            return Err(corruption(path, format!("index entry {i} out of order")));
+        }
+        expect_off += u64::from(h.len);
+        index.push(h);
+    }
+    r.finish()?;
+    if expect_off != data_end {
+        return Err(corruption(path, "index does not describe the data region"));
+    }
+    Ok(index)
+}
+
+/// Iterates one table within a key range, holding at most one block.
+///
+/// Forward iteration decodes the current block in place, entry by entry. Reverse iteration
+/// cannot walk prefix-compressed entries backwards, so it decodes the current block into a
+/// vector and pops from its end.
 pub(crate) struct TableIter {
     table: Arc<Table>,
     range: KeyRange,
     dir: Direction,
-    block_idx: usize,
-    block: Option<Arc<Block>>,
-    /// Forward: index of the next entry to return. Reverse: one past it.
-    pos: usize,
     started: bool,
     done: bool,
+    block_idx: usize,
+    /// Forward: the current block, the offset of its next entry, and the key of the entry
+    /// before that offset (the base of the next entry's shared prefix).
+    block: Option<Arc<Block>>,
+    off: usize,
+    key: Vec<u8>,
+    /// Forward: the entry the seek landed on, returned before decoding further.
+    pending: Option<Entry>,
+    /// Reverse: the not yet returned entries of the current block, next one last.
+    rev: Vec<Entry>,
 }
 
 impl TableIter {
-    fn load(&mut self, i: usize) -> Result<()> {
+    fn load_forward(&mut self, i: usize) -> Result<()> {
         self.block = Some(self.table.read_block(i)?);
+        self.block_idx = i;
+        self.off = 0;
+        self.key.clear();
+        Ok(())
+    }
+
+    fn load_reverse(&mut self, i: usize) -> Result<()> {
+        let block = self.table.read_block(i)?;
+        self.rev = block
+            .decode_all()
+            .map_err(|m| self.table.block_error(i, m))?;
         self.block_idx = i;
         Ok(())
     }
@@ -581,285 +1357,138 @@ impl TableIter {
         // just before the first entry >= / > it.
         let target = match self.dir {
             Direction::Forward => match &self.range.start {
-                std::ops::Bound::Included(k) => Some((k.clone(), u64::MAX, false)),
-                std::ops::Bound::Excluded(k) => Some((k.clone(), 0, true)),
-                std::ops::Bound::Unbounded => None,
+                Bound::Included(k) => Some((k.clone(), u64::MAX, false)),
+                Bound::Excluded(k) => Some((k.clone(), 0, true)),
+                Bound::Unbounded => None,
             },
             Direction::Reverse => match &self.range.end {
-                std::ops::Bound::Included(k) => Some((k.clone(), 0, true)),
-                std::ops::Bound::Excluded(k) => Some((k.clone(), u64::MAX, false)),
-                std::ops::Bound::Unbounded => None,
+                Bound::Included(k) => Some((k.clone(), 0, true)),
+                Bound::Excluded(k) => Some((k.clone(), u64::MAX, false)),
+                Bound::Unbounded => None,
             },
         };
         match (self.dir, target) {
-            (Direction::Forward, None) => {
-                self.load(0)?;
-                self.pos = 0;
-            }
+            (Direction::Forward, None) => self.load_forward(0)?,
             (Direction::Forward, Some((k, ts, strict))) => {
                 let b = self.table.seek_block(&k, ts, strict);
                 if b == n {
                     self.done = true;
-                } else {
-                    self.load(b)?;
-                    let block = self.block.as_ref().expect("loaded");
-                    self.pos = seek_entry(&block.entries, &k, ts, strict);
+                    return Ok(());
+                }
+                self.load_forward(b)?;
+                let Some(block) = self.block.clone() else {
+                    return Ok(());
+                };
+                let mut unused = false;
+                let at = block
+                    .seek(&k, ts, strict, &mut self.key, &mut unused)
+                    .map_err(|m| self.table.block_error(b, m))?;
+                match at {
+                    Some(d) => {
+                        self.pending = Some(Entry {
+                            key: self.key.clone(),
+                            ts: d.ts,
+                            value: block.value(&d.value),
+                        });
+                        self.off = d.next;
+                    }
+                    // Cannot happen (the index says the block reaches the target); move on.
+                    None => self.off = block.data.len(),
                 }
             }
-            (Direction::Reverse, None) => {
-                self.load(n - 1)?;
-                self.pos = self.block.as_ref().expect("loaded").entries.len();
-            }
+            (Direction::Reverse, None) => self.load_reverse(n - 1)?,
             (Direction::Reverse, Some((k, ts, strict))) => {
                 let b = self.table.seek_block(&k, ts, strict);
                 if b == n {
-                    self.load(n - 1)?;
-                    self.pos = self.block.as_ref().expect("loaded").entries.len();
+                    self.load_reverse(n - 1)?;
                 } else {
-                    self.load(b)?;
-                    let block = self.block.as_ref().expect("loaded");
-                    self.pos = seek_entry(&block.entries, &k, ts, strict);
+                    self.load_reverse(b)?;
+                    let keep = self.rev.partition_point(|e| {
+                        let o = cmp_internal(&e.key, e.ts, &k, ts);
+                        o == Ordering::Less || (strict && o == Ordering::Equal)
+                    });
+                    self.rev.truncate(keep);
                 }
             }
         }
         Ok(())
     }
+
+    fn next_forward(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let e = match self.pending.take() {
+                Some(e) => e,
+                None => {
+                    let Some(block) = &self.block else {
+                        return Ok(None);
+                    };
+                    if block.at_end(self.off) {
+                        if self.block_idx + 1 >= self.table.index.len() {
+                            return Ok(None);
+                        }
+                        self.load_forward(self.block_idx + 1)?;
+                        continue;
+                    }
+                    let d = block
+                        .decode_at(self.off, &mut self.key)
+                        .map_err(|m| self.table.block_error(self.block_idx, m))?;
+                    self.off = d.next;
+                    Entry {
+                        key: self.key.clone(),
+                        ts: d.ts,
+                        value: block.value(&d.value),
+                    }
+                }
+            };
+            if !self.range.before_end(&e.key) {
+                return Ok(None);
+            }
+            return Ok(Some(e));
+        }
+    }
+
+    fn next_reverse(&mut self) -> Result<Option<Entry>> {
+        loop {
+            if let Some(e) = self.rev.pop() {
+                if !self.range.after_start(&e.key) {
+                    return Ok(None);
+                }
+                return Ok(Some(e));
+            }
+            if self.block_idx == 0 {
+                return Ok(None);
+            }
+            self.load_reverse(self.block_idx - 1)?;
+        }
+    }
 }
 
 impl EntryIter for TableIter {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.done {
+            return Ok(None);
+        }
         if !self.started {
             self.started = true;
             self.seek()?;
-        }
-        while !self.done {
-            let block = self
-                .block
-                .as_ref()
-                .expect("a block is loaded while not done");
-            match self.dir {
-                Direction::Forward => {
-                    if let Some(e) = block.entries.get(self.pos) {
-                        self.pos += 1;
-                        if !self.range.before_end(&e.key) {
-                            self.done = true;
-                            break;
-                        }
-                        return Ok(Some(e.clone()));
-                    }
-                    if self.block_idx + 1 == self.table.index.len() {
-                        self.done = true;
-                    } else {
-                        self.load(self.block_idx + 1)?;
-                        self.pos = 0;
-                    }
-                }
-                Direction::Reverse => {
-                    if self.pos > 0 {
-                        self.pos -= 1;
-                        let e = &block.entries[self.pos];
-                        if !self.range.after_start(&e.key) {
-                            self.done = true;
-                            break;
-                        }
-                        return Ok(Some(e.clone()));
-                    }
-                    if self.block_idx == 0 {
-                        self.done = true;
-                    } else {
-                        self.load(self.block_idx - 1)?;
-                        self.pos = self.block.as_ref().expect("loaded").entries.len();
-                    }
-                }
+            if self.done {
+                return Ok(None);
             }
         }
-        self.block = None;
-        Ok(None)
+        let next = match self.dir {
+            Direction::Forward => self.next_forward()?,
+            Direction::Reverse => self.next_reverse()?,
+        };
+        if next.is_none() {
+            // Release the block early; the iterator may live on inside a merge.
+            self.done = true;
+            self.block = None;
+            self.rev = Vec::new();
+            self.pending = None;
+        }
+        Ok(next)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::ops::Bound;
-
-    use super::super::StorageError;
-    use super::super::iter::tests::VecIter;
-    use super::*;
-
-    /// Keys k0000..k(n-1), each with versions 30, 20, 10; every third version a tombstone.
-    fn sample(n: usize) -> Vec<Entry> {
-        let mut v = Vec::new();
-        for i in 0..n {
-            for ts in [30u64, 20, 10] {
-                let key = format!("k{i:04}").into_bytes();
-                let value = (!(i + ts as usize).is_multiple_of(3))
-                    .then(|| vec![b'x'; (i * 7 + ts as usize) % 90]);
-                v.push(Entry { key, ts, value });
-            }
-        }
-        v
-    }
-
-    fn build(dir: &Path, entries: Vec<Entry>) -> Arc<Table> {
-        let path = super::super::files::table_path(dir, 1, 2);
-        write_table(&path, &mut VecIter(entries.into_iter()), 77).unwrap();
-        Arc::new(Table::open(&path, 1, 2).unwrap())
-    }
-
-    fn drain(it: &mut TableIter) -> Vec<Entry> {
-        let mut v = Vec::new();
-        while let Some(e) = it.next_entry().unwrap() {
-            v.push(e);
-        }
-        v
-    }
-
-    #[test]
-    fn round_trip_gets_and_bounded_iteration() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = sample(400);
-        let t = build(dir.path(), entries.clone());
-        assert!(
-            t.index.len() > 5,
-            "expected several blocks, got {}",
-            t.index.len()
-        );
-        assert_eq!(t.meta().entry_count, entries.len() as u64);
-        assert_eq!(t.meta().min_key, b"k0000");
-        assert_eq!(t.meta().max_key, b"k0399");
-        assert_eq!((t.meta().min_ts, t.meta().max_ts), (10, 30));
-        assert_eq!(t.meta().high_water_ts, 77);
-        assert!(!tmp_path(t.path()).exists());
-
-        // Point reads: newest version <= read_ts.
-        for i in [0usize, 1, 150, 399] {
-            let key = format!("k{i:04}").into_bytes();
-            for (read_ts, want_ts) in [(5, None), (10, Some(10)), (25, Some(20)), (99, Some(30))] {
-                let got = t.get(&key, read_ts).unwrap();
-                let want = want_ts.map(|ts| {
-                    let e = entries.iter().find(|e| e.key == key && e.ts == ts).unwrap();
-                    (ts, e.value.clone())
-                });
-                assert_eq!(got, want, "key {i} at {read_ts}");
-            }
-        }
-        assert_eq!(t.get(b"k0150x", 99).unwrap(), None);
-        assert_eq!(t.get(b"a", 99).unwrap(), None);
-        assert_eq!(t.get(b"z", 99).unwrap(), None);
-
-        // Full scans both ways.
-        let all = drain(&mut t.iter(KeyRange::all(), Direction::Forward));
-        assert_eq!(all, entries);
-        let mut rev = drain(&mut t.iter(KeyRange::all(), Direction::Reverse));
-        rev.reverse();
-        assert_eq!(rev, entries);
-
-        // Every bound combination against a filter over the model.
-        let keys = [
-            &b"k0000"[..],
-            b"k0101",
-            b"k0101\0",
-            b"k0250",
-            b"k0399",
-            b"k9",
-        ];
-        let bounds = |k: &'static [u8]| [Bound::Included(k), Bound::Excluded(k)];
-        for s in keys {
-            for e in keys {
-                for (sb, eb) in bounds(s).into_iter().zip(bounds(e)).chain([
-                    (Bound::Unbounded, Bound::Included(e)),
-                    (Bound::Included(s), Bound::Unbounded),
-                    (Bound::Excluded(s), Bound::Included(e)),
-                ]) {
-                    let range = KeyRange::new(sb, eb);
-                    let want: Vec<Entry> = entries
-                        .iter()
-                        .filter(|x| range.contains(&x.key))
-                        .cloned()
-                        .collect();
-                    let fwd = drain(&mut t.iter(range.clone(), Direction::Forward));
-                    assert_eq!(fwd, want, "{sb:?}..{eb:?}");
-                    let mut rev = drain(&mut t.iter(range, Direction::Reverse));
-                    rev.reverse();
-                    assert_eq!(rev, want, "rev {sb:?}..{eb:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn empty_table_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = build(dir.path(), Vec::new());
-        assert_eq!(t.meta().entry_count, 0);
-        assert_eq!(t.get(b"a", 5).unwrap(), None);
-        assert!(drain(&mut t.iter(KeyRange::all(), Direction::Forward)).is_empty());
-        assert!(drain(&mut t.iter(KeyRange::all(), Direction::Reverse)).is_empty());
-    }
-
-    #[test]
-    fn out_of_order_input_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut entries = sample(3);
-        entries.swap(0, 1);
-        let path = super::super::files::table_path(dir.path(), 1, 2);
-        assert!(write_table(&path, &mut VecIter(entries.into_iter()), 0).is_err());
-        assert!(!path.exists());
-        assert!(!tmp_path(&path).exists());
-    }
-
-    #[test]
-    fn block_checksum_mismatch_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = sample(400);
-        let t = build(dir.path(), entries.clone());
-        let path = t.path().to_path_buf();
-        let victim = t.index[3].offset + 10;
-        drop(t);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[victim as usize] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
-
-        // Opening still works (index and footer are intact); reading the block fails.
-        let t = Arc::new(Table::open(&path, 1, 2).unwrap());
-        let key = t.index[3].last_key.clone();
-        let err = t.get(&key, u64::MAX).unwrap_err();
-        match &err {
-            StorageError::Corruption { path: p, detail } => {
-                assert_eq!(p, &path);
-                assert!(detail.contains("checksum"), "{detail}");
-            }
-            other => panic!("expected corruption, got {other:?}"),
-        }
-        assert!(
-            err.to_string()
-                .contains("sst-00000000000000000001-00000000000000000002.sst")
-        );
-        let mut it = t.iter(KeyRange::all(), Direction::Forward);
-        let res: Result<Vec<_>> = std::iter::from_fn(|| it.next_entry().transpose()).collect();
-        assert!(matches!(res, Err(StorageError::Corruption { .. })));
-    }
-
-    #[test]
-    fn damaged_footer_index_or_trailer_fails_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = build(dir.path(), sample(50));
-        let path = t.path().to_path_buf();
-        let size = t.file_size();
-        let index_pos = t.index.last().map(|h| h.offset + h.len as u64).unwrap();
-        drop(t);
-        let good = std::fs::read(&path).unwrap();
-        for pos in [index_pos + 2, size - TRAILER_LEN - 6, size - 3, size - 14] {
-            let mut bytes = good.clone();
-            bytes[pos as usize] ^= 0x08;
-            std::fs::write(&path, &bytes).unwrap();
-            let err = Table::open(&path, 1, 2).unwrap_err();
-            assert!(
-                matches!(err, StorageError::Corruption { .. }),
-                "pos {pos}: {err}"
-            );
-        }
-        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
-        assert!(Table::open(&path, 1, 2).is_err());
-    }
-}
+mod tests;

@@ -15,7 +15,7 @@
 //!         and for values: val_len u32, val. All integers little-endian.
 //! ```
 //!
-//! A record is written with one `write` call and, under [`SyncMode::Fsync`], made durable with
+//! A record is written with one `write` call and, under [`super::SyncMode::Fsync`], made durable with
 //! `fdatasync` before the caller is told it succeeded. Consequently only the very last record of
 //! the newest segment can be torn by a crash, and such a record was never acknowledged.
 //!
@@ -34,9 +34,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::files::{read_exact_at, sync_dir, wal_path};
-use super::{Result, StorageError, SyncMode, WriteOp, corruption, io_err};
+use super::{Result, StorageError, WriteOp, corruption, io_err};
 
 /// Upper bound on one record's payload. Larger batches are rejected up front; on replay a
 /// larger length field can only be damage.
@@ -244,17 +245,17 @@ pub(crate) fn decode(payload: &[u8]) -> std::result::Result<WalRecord, String> {
 /// The append handle of the active segment. Owned by the engine's writer lock, so appends are
 /// serialized and records never interleave.
 pub(crate) struct WalWriter {
-    file: File,
+    /// Shared so a group-commit leader can fsync it without holding the writer lock.
+    file: Arc<File>,
     path: PathBuf,
     seq: u64,
     len: u64,
-    sync: SyncMode,
 }
 
 impl WalWriter {
     /// Creates segment `seq` (which must not exist) and makes its directory entry durable, so a
     /// record later fsynced into it cannot vanish with the entry.
-    pub(crate) fn create(dir: &Path, seq: u64, sync: SyncMode) -> Result<WalWriter> {
+    pub(crate) fn create(dir: &Path, seq: u64) -> Result<WalWriter> {
         let path = wal_path(dir, seq);
         let file = OpenOptions::new()
             .write(true)
@@ -264,11 +265,26 @@ impl WalWriter {
         sync_dir(dir)?;
         tracing::debug!(path = %path.display(), "created WAL segment");
         Ok(WalWriter {
-            file,
+            file: Arc::new(file),
             path,
             seq,
             len: 0,
-            sync,
+        })
+    }
+
+    /// Reopens existing segment `seq`, already cut back to its last good record at `len`,
+    /// for further appends.
+    pub(crate) fn open_append(dir: &Path, seq: u64, len: u64) -> Result<WalWriter> {
+        let path = wal_path(dir, seq);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(WalWriter {
+            file: Arc::new(file),
+            path,
+            seq,
+            len,
         })
     }
 
@@ -284,19 +300,16 @@ impl WalWriter {
         &self.path
     }
 
+    /// The segment's file, for an fsync done outside the writer lock.
+    pub(crate) fn handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
     /// Writes a frame without syncing. On error the segment may hold a partial frame, so the
     /// caller must stop appending to it.
     pub(crate) fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
-        self.file.write_all(frame).map_err(io_err(&self.path))?;
+        (&*self.file).write_all(frame).map_err(io_err(&self.path))?;
         self.len += frame.len() as u64;
-        Ok(())
-    }
-
-    /// Makes everything written so far durable (a no-op under [`SyncMode::None`]).
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        if self.sync == SyncMode::Fsync {
-            self.file.sync_data().map_err(io_err(&self.path))?;
-        }
         Ok(())
     }
 
@@ -306,13 +319,15 @@ impl WalWriter {
         self.file.sync_data().map_err(io_err(&self.path))
     }
 
-    /// Appends one frame and makes it durable according to the sync mode.
+    /// Appends one frame and makes it durable (the engine instead syncs through group
+    /// commit; see `engine`).
+    #[cfg(test)]
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<()> {
         self.write_frame(frame)?;
-        self.sync()
+        self.force_sync()
     }
 
-    /// Best-effort durability on close even in [`SyncMode::None`].
+    /// Best-effort durability on close even in [`super::SyncMode::None`].
     pub(crate) fn sync_on_close(&mut self) {
         if let Err(e) = self.file.sync_data() {
             tracing::warn!(path = %self.path.display(), error = %e, "WAL sync on close failed");
@@ -338,6 +353,38 @@ pub(crate) fn replay_segment(
     path: &Path,
     is_last: bool,
     mut apply: impl FnMut(WalRecord) -> Result<()>,
+) -> Result<ReplayOutcome> {
+    replay_frames(path, is_last, |off, payload| {
+        // The checksum matched, so these are the bytes that were written: failing to decode
+        // them is never a torn write.
+        let rec = decode(payload).map_err(|d| {
+            corruption(path, format!("undecodable WAL record at offset {off}: {d}"))
+        })?;
+        apply(rec)
+    })
+}
+
+/// Encodes `payload` as one checksummed frame (the framing shared by WAL and manifest).
+pub(crate) fn frame(payload: &[u8]) -> Result<Vec<u8>> {
+    if payload.is_empty() || payload.len() > MAX_RECORD_BYTES {
+        return Err(StorageError::InvalidArgument(format!(
+            "log record of {} bytes is empty or over the {MAX_RECORD_BYTES}-byte limit",
+            payload.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+    Ok(buf)
+}
+
+/// Reads the checksummed frames of one log file (a WAL segment or a manifest), handing each
+/// verified payload and its offset to `apply`, with the torn-tail rules described above.
+pub(crate) fn replay_frames(
+    path: &Path,
+    is_last: bool,
+    mut apply: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
@@ -377,12 +424,7 @@ pub(crate) fn replay_segment(
             if crc32c::crc32c(&payload) != crc {
                 break 'record ("checksum mismatch".to_owned(), false, end == remaining);
             }
-            // The checksum matched, so these are the bytes that were written: failing to
-            // decode them is never a torn write.
-            let rec = decode(&payload).map_err(|d| {
-                corruption(path, format!("undecodable WAL record at offset {off}: {d}"))
-            })?;
-            apply(rec)?;
+            apply(off, &payload)?;
             off += end;
             continue 'records;
         };
@@ -392,7 +434,7 @@ pub(crate) fn replay_segment(
         if !torn {
             return Err(corruption(
                 path,
-                format!("bad WAL record at offset {off}: {reason}"),
+                format!("bad log record at offset {off}: {reason}"),
             ));
         }
         return Ok(ReplayOutcome {
@@ -477,7 +519,7 @@ mod tests {
     }
 
     fn write_segment(dir: &Path, seq: u64, recs: &[WalRecord]) -> (PathBuf, Vec<u64>) {
-        let mut w = WalWriter::create(dir, seq, SyncMode::None).unwrap();
+        let mut w = WalWriter::create(dir, seq).unwrap();
         let mut offsets = Vec::new();
         for r in recs {
             offsets.push(w.len());

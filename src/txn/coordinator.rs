@@ -17,11 +17,14 @@ use crate::rpc::{RowWrite, ShardClient, ShardRequest, ShardResponse};
 use crate::shard::storage_error;
 use crate::storage::{Engine, WriteBatch, WriteOp};
 use crate::txn::clock::HybridClock;
+use crate::txn::snapshots::{Registered, SnapshotRegistry};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
 const DECISION_PREFIX: &[u8] = b"x/commit/";
+/// Shards learn a new GC watermark after this many commits.
+const WATERMARK_EVERY: u64 = 256;
 
 pub struct Coordinator {
     shards: Vec<Arc<dyn ShardClient>>,
@@ -30,6 +33,8 @@ pub struct Coordinator {
     next_txid: std::sync::atomic::AtomicU64,
     /// Writing statements run one at a time (read-modify-write without row locks yet).
     write_lock: parking_lot::Mutex<()>,
+    snapshots: Arc<SnapshotRegistry>,
+    commits: std::sync::atomic::AtomicU64,
 }
 
 fn decision_key(txid: u64) -> Vec<u8> {
@@ -51,6 +56,8 @@ impl Coordinator {
             clock,
             next_txid: std::sync::atomic::AtomicU64::new(start),
             write_lock: parking_lot::Mutex::new(()),
+            snapshots: Arc::new(SnapshotRegistry::default()),
+            commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -60,6 +67,23 @@ impl Coordinator {
 
     pub fn clock(&self) -> &HybridClock {
         &self.clock
+    }
+
+    /// A read timestamp for one statement, registered (so garbage collection keeps what it
+    /// can see) until the guard drops.
+    pub fn begin_read(&self) -> Registered {
+        self.snapshots.register(&self.clock)
+    }
+
+    /// Tells every shard the current GC watermark (see [`SnapshotRegistry`]).
+    pub fn publish_gc_watermark(&self) {
+        let ts = self.snapshots.watermark(&self.clock);
+        for shard in 0..self.shards.len() {
+            if let Err(e) = self.call(shard, ShardRequest::GcWatermark { ts }) {
+                tracing::warn!(shard, error = %e, "could not publish the GC watermark");
+            }
+        }
+        self.meta.set_gc_watermark(ts);
     }
 
     /// Held by a writing statement from its first read to its commit.
@@ -76,16 +100,26 @@ impl Coordinator {
     pub fn commit(&self, writes: BTreeMap<usize, Vec<RowWrite>>) -> SqlResult<u64> {
         let writes: Vec<(usize, Vec<RowWrite>)> =
             writes.into_iter().filter(|(_, w)| !w.is_empty()).collect();
-        let commit_ts = self.clock.now();
-        match writes.len() {
+        // Registered until the commit is applied, so no watermark passes it meanwhile.
+        let registered = self.snapshots.register(&self.clock);
+        let commit_ts = registered.ts();
+        let result = match writes.len() {
             0 => Ok(commit_ts),
             1 => {
                 let (shard, writes) = writes.into_iter().next().expect("one shard");
-                self.call(shard, ShardRequest::Apply { commit_ts, writes })?;
-                Ok(commit_ts)
+                self.call(shard, ShardRequest::Apply { commit_ts, writes })
+                    .map(|_| commit_ts)
             }
             _ => self.two_phase(writes, commit_ts),
+        };
+        drop(registered);
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % WATERMARK_EVERY == WATERMARK_EVERY - 1 {
+            self.publish_gc_watermark();
         }
+        result
     }
 
     fn two_phase(&self, writes: Vec<(usize, Vec<RowWrite>)>, commit_ts: u64) -> SqlResult<u64> {

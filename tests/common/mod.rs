@@ -55,6 +55,7 @@ pub fn config(data_dir: &std::path::Path) -> ServerConfig {
         shards: 4,
         sync: SyncPolicy::Fsync,
         memtable_mb: 4,
+        block_cache_mb: 16,
         statement_mem_mb: 256,
     }
 }
