@@ -5,9 +5,14 @@
 //! `kill -9`. Table ids are never reused: a dropped table's rows may linger on shards after a
 //! crash between "catalog entry removed" and "rows deleted", and a fresh id keeps them unreachable.
 //!
+//! System views ([`system`]) are relations too, but built in rather than stored: [`Catalog::get`]
+//! resolves their names first, and their names cannot be taken by tables or views.
+//!
 //! Invariants: names are unique across tables and views (as PostgreSQL relations are); a table's
 //! primary key columns are NOT NULL; a table without a declared primary key has a hidden
 //! `_rowid bigint` column last, filled with Snowflake ids, which is its key.
+
+pub mod system;
 
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::shard::storage_error;
@@ -17,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+pub use system::SystemView;
 
 /// Name of the hidden key column of tables without a primary key.
 pub const ROWID_COLUMN: &str = "_rowid";
@@ -63,6 +69,8 @@ pub struct ViewDef {
 pub enum Relation {
     Table(Arc<TableDef>),
     View(Arc<ViewDef>),
+    /// A built-in read-only view over the shards' statistics; never stored.
+    System(SystemView),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,6 +130,17 @@ impl Catalog {
                         ),
                     )
                 })?;
+                let name = match &stored {
+                    Stored::Table(t) => &t.name,
+                    Stored::View(v) => &v.name,
+                };
+                if SystemView::lookup(name).is_some() {
+                    // Only a data directory written before the name was reserved can hold this.
+                    tracing::warn!(
+                        relation = %name,
+                        "a stored relation has the name of a system view; the system view shadows it"
+                    );
+                }
                 match stored {
                     Stored::Table(t) => {
                         state.next_table_id = state.next_table_id.max(t.id + 1);
@@ -153,10 +172,15 @@ impl Catalog {
         })
     }
 
+    /// The relation called `name`: a system view if one has that name, else a stored relation.
     pub fn get(&self, name: &str) -> Option<Relation> {
+        if let Some(view) = SystemView::lookup(name) {
+            return Some(Relation::System(view));
+        }
         self.state.read().relations.get(name).cloned()
     }
 
+    /// The table called `name`, as the target of INSERT, UPDATE or DELETE.
     pub fn table(&self, name: &str) -> SqlResult<Arc<TableDef>> {
         match self.get(name) {
             Some(Relation::Table(t)) => Ok(t),
@@ -164,6 +188,7 @@ impl Catalog {
                 sqlstate::WRONG_OBJECT_TYPE,
                 format!("\"{name}\" is a view, not a table"),
             )),
+            Some(Relation::System(view)) => Err(view.read_only_error()),
             None => Err(undefined_table(name)),
         }
     }
@@ -175,7 +200,7 @@ impl Catalog {
             .values()
             .filter_map(|r| match r {
                 Relation::Table(t) => Some(t.clone()),
-                Relation::View(_) => None,
+                Relation::View(_) | Relation::System(_) => None,
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -183,12 +208,19 @@ impl Catalog {
     }
 
     /// Creates a table, assigning its id. Returns `Ok(None)` when it exists and `if_not_exists`.
+    /// A system view's name counts as existing (42P07).
     pub fn create_table(
         &self,
         mut def: TableDef,
         if_not_exists: bool,
     ) -> SqlResult<Option<Arc<TableDef>>> {
         let _w = self.write.lock();
+        if let Some(view) = SystemView::lookup(&def.name) {
+            if if_not_exists {
+                return Ok(None);
+            }
+            return Err(view.name_taken_error());
+        }
         if self.state.read().relations.contains_key(&def.name) {
             if if_not_exists {
                 return Ok(None);
@@ -220,8 +252,12 @@ impl Catalog {
         Ok(Some(def))
     }
 
+    /// Creates (or replaces) a view. A system view's name is taken, even with `or_replace`.
     pub fn create_view(&self, def: ViewDef, or_replace: bool) -> SqlResult<()> {
         let _w = self.write.lock();
+        if let Some(view) = SystemView::lookup(&def.name) {
+            return Err(view.name_taken_error());
+        }
         match self.state.read().relations.get(&def.name) {
             Some(Relation::View(_)) if or_replace => {}
             Some(_) => {
@@ -246,6 +282,9 @@ impl Catalog {
     /// Removes a relation's definition. The caller deletes a table's rows afterwards.
     pub fn drop_relation(&self, name: &str) -> SqlResult<Relation> {
         let _w = self.write.lock();
+        if let Some(view) = SystemView::lookup(name) {
+            return Err(view.read_only_error());
+        }
         let rel = self
             .state
             .read()

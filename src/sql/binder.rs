@@ -6,7 +6,7 @@
 //! infers the types of `$n` parameters from their context, and plans aggregation, ordering and
 //! joins. Nothing downstream looks at SQL text or names again.
 
-use crate::catalog::{Catalog, ColumnDef, ROWID_COLUMN, Relation, TableDef, ViewDef};
+use crate::catalog::{Catalog, ColumnDef, ROWID_COLUMN, Relation, SystemView, TableDef, ViewDef};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::sql::expr::{CastCtx, CmpOp, Expr, SubqueryKind};
 use crate::sql::functions;
@@ -629,6 +629,22 @@ impl<'a> Binder<'a> {
                     name: c.name.clone(),
                     ty: c.ty,
                     hidden: c.hidden,
+                    qualified_only: false,
+                })
+                .collect(),
+        )
+    }
+
+    /// A system view's columns, qualified by the name (or alias) it is referenced under.
+    fn system_scope(view: SystemView, qualifier: &str) -> Scope {
+        Scope::new(
+            view.columns()
+                .into_iter()
+                .map(|(name, ty)| ScopeColumn {
+                    qualifier: Some(qualifier.to_string()),
+                    name: name.to_string(),
+                    ty,
+                    hidden: false,
                     qualified_only: false,
                 })
                 .collect(),
@@ -1962,7 +1978,7 @@ impl<'a> Binder<'a> {
         }
     }
 
-    /// A table, view or CTE by name.
+    /// A table, view, system view or CTE by name (CTEs shadow the catalog, as in PostgreSQL).
     fn bind_relation(&self, name: &str) -> SqlResult<(Plan, Scope)> {
         let cte = self
             .ctes
@@ -1990,6 +2006,9 @@ impl<'a> Binder<'a> {
                 let (plan, scope) = result?;
                 let scope = rename_columns(text_unknowns(scope), &v.columns)?;
                 Ok((plan, scope))
+            }
+            Some(Relation::System(view)) => {
+                Ok((Plan::SystemScan { view }, Self::system_scope(view, name)))
             }
             None => Err(crate::catalog::undefined_table(name)),
         }

@@ -6,12 +6,18 @@
 //! memory until the statement finishes; a streaming (pull-based) executor with spill-to-disk sort
 //! and aggregation replaces this when result streaming is bounded end to end.
 //!
+//! System views (`sharddb_storage`, ...) are leaves too: the executor asks every shard for its
+//! statistics once per statement, through the same `ShardClient` path as scans, and every reference
+//! to a system view in that statement reads that one snapshot, so joins between the views (or a
+//! view and itself) agree with each other.
+//!
 //! Uncorrelated subqueries run once per statement (cached by subquery id); correlated ones run
 //! per outer row with the outer rows passed down as evaluation context.
 
+use crate::catalog::SystemView;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::placement::Placement;
-use crate::rpc::{ScanRequest, ShardRequest, ShardResponse};
+use crate::rpc::{ScanRequest, ShardRequest, ShardResponse, ShardStats};
 use crate::shard::keys;
 use crate::sql::expr::{EvalContext, Expr, SubqueryRunner};
 use crate::sql::plan::{Access, AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
@@ -35,6 +41,8 @@ pub struct Executor<'a> {
     pub read_ts: u64,
     pub params: &'a [Value],
     cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
+    /// Every shard's statistics, fetched on the statement's first system-view scan.
+    shard_stats: RefCell<Option<Rc<Vec<ShardStats>>>>,
     /// Bytes of rows this statement may materialize, and an estimate of what it holds now.
     mem_limit: usize,
     mem_used: Cell<usize>,
@@ -83,6 +91,7 @@ impl<'a> Executor<'a> {
             read_ts,
             params,
             cache: RefCell::new(HashMap::new()),
+            shard_stats: RefCell::new(None),
             mem_limit: usize::MAX,
             mem_used: Cell::new(0),
         }
@@ -131,6 +140,7 @@ impl<'a> Executor<'a> {
                 filter,
                 ..
             } => self.scan(*table_id, column_types, primary_key, access, filter, outer),
+            Plan::SystemScan { view } => self.system_scan(*view),
             Plan::Values { rows, .. } => {
                 let ctx = self.ctx(outer);
                 let rows = rows
@@ -323,6 +333,30 @@ impl<'a> Executor<'a> {
                 Ok(out)
             }
         }
+    }
+
+    /// Rows of a system view from this statement's statistics snapshot.
+    fn system_scan(&self, view: SystemView) -> SqlResult<Vec<Row>> {
+        let rows = view.rows(&self.shard_stats()?);
+        self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+        Ok(rows)
+    }
+
+    /// Every shard's [`ShardStats`], requested once per statement.
+    fn shard_stats(&self) -> SqlResult<Rc<Vec<ShardStats>>> {
+        if let Some(stats) = self.shard_stats.borrow().as_ref() {
+            return Ok(stats.clone());
+        }
+        let mut all = Vec::with_capacity(self.placement.shard_count());
+        for shard in 0..self.placement.shard_count() {
+            match self.coord.call(shard, ShardRequest::Stats)? {
+                ShardResponse::Stats(stats) => all.push(stats),
+                _ => return Err(SqlError::internal("unexpected shard response to Stats")),
+            }
+        }
+        let all = Rc::new(all);
+        *self.shard_stats.borrow_mut() = Some(all.clone());
+        Ok(all)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,11 +1,13 @@
 //! Logical plans: what a statement computes, with every name resolved and every type known.
 //!
-//! A [`Plan`] is a tree of relational operators whose leaves are table scans (run on shards) or
-//! constant rows. Each operator's output is a row of values by position; the binder keeps the
-//! names and types alongside. Scans carry the part of the work a shard can do itself (a filter,
-//! and a point lookup when the primary key is fixed by the predicate), so only matching rows cross
-//! the shard boundary.
+//! A [`Plan`] is a tree of relational operators whose leaves are table scans (run on shards),
+//! system-view scans (rows computed from every shard's statistics) or constant rows. Each
+//! operator's output is a row of values by position; the binder keeps the names and types
+//! alongside. Scans carry the part of the work a shard can do itself (a filter, and a point
+//! lookup when the primary key is fixed by the predicate), so only matching rows cross the shard
+//! boundary.
 
+use crate::catalog::SystemView;
 use crate::error::SqlResult;
 use crate::sql::expr::Expr;
 use crate::types::DataType;
@@ -78,6 +80,11 @@ pub enum Plan {
         access: Access,
         /// Runs on the shard; always shippable.
         filter: Option<Expr>,
+    },
+    /// The rows of a system view, computed at execution time from a statistics request to every
+    /// shard. Filters above it run at the coordinator (there is nothing stored to push them into).
+    SystemScan {
+        view: SystemView,
     },
     /// Constant rows (`VALUES`, or one empty row for `SELECT` without `FROM` when empty).
     Values {
@@ -161,6 +168,7 @@ impl Plan {
                 },
                 filter: filter.map(&mut *f).transpose()?,
             },
+            Plan::SystemScan { view } => Plan::SystemScan { view },
             Plan::Values { rows, width } => Plan::Values {
                 rows: rows
                     .into_iter()
@@ -285,6 +293,9 @@ impl Plan {
                     None => format!("{how}: {table_name}"),
                 }
             }
+            Plan::SystemScan { view } => {
+                format!("System view {} (statistics from all shards)", view.name())
+            }
             Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
             Plan::Filter { .. } => "Filter".to_string(),
             Plan::Project { exprs, .. } => format!("Project ({} columns)", exprs.len()),
@@ -311,7 +322,7 @@ impl Plan {
         };
         out.push(format!("{pad}{line}"));
         match self {
-            Plan::Scan { .. } | Plan::Values { .. } => {}
+            Plan::Scan { .. } | Plan::SystemScan { .. } | Plan::Values { .. } => {}
             Plan::Filter { input, .. }
             | Plan::Project { input, .. }
             | Plan::Aggregate { input, .. }

@@ -281,6 +281,8 @@ impl Session {
                 // Check everything first so that a failing name drops nothing.
                 for n in &names {
                     match (db.catalog.get(n), views) {
+                        // Even with IF EXISTS: the view exists and cannot be dropped.
+                        (Some(Relation::System(view)), _) => return Err(view.read_only_error()),
                         (None, _) if if_exists => {}
                         (None, _) => {
                             return Err(SqlError::new(

@@ -1,0 +1,355 @@
+//! System views: read-only relations computed from the shards' storage statistics.
+//!
+//! Operators need to see what each shard's storage engine is doing (memtable size, WAL growth,
+//! SSTables per level, bloom filter and block cache effectiveness, amplification) without a
+//! separate tool or protocol. Exposing the numbers as relations means every client that speaks
+//! SQL can read them, and every SQL feature works on them for free: `WHERE`, `ORDER BY`,
+//! aggregates, joins with each other or with user tables, views over them.
+//!
+//! A system view is a *virtual table*: the catalog resolves its name like any relation
+//! ([`super::Relation::System`]), the binder plans it as a leaf ([`crate::sql::plan::Plan::SystemScan`]),
+//! and at execution time the executor asks every shard for [`ShardRequest::Stats`] through the
+//! normal `ShardClient` path and turns the answers into rows with [`SystemView::rows`]. From there
+//! on the rows flow through the ordinary operators. Nothing is stored, so the views are always
+//! current and cost nothing until queried.
+//!
+//! Each view's columns are declared once, together with the function that computes the column's
+//! value, so the schema the client sees and the values it gets cannot drift apart.
+//!
+//! The names are reserved: creating a table or view with one of them fails with 42P07 (the
+//! relation already exists), and writing to or dropping one fails with 42809. PostgreSQL lets a
+//! user table in `public` share a name with a `pg_catalog` relation, but sharddb has no schemas
+//! yet, so a shared name could only mean one of the two; reserving it keeps every statement
+//! unambiguous. Lookups see system views before stored relations (as `pg_catalog` comes first in
+//! PostgreSQL's search path), and a CTE of the same name shadows both, as in PostgreSQL.
+//!
+//! [`ShardRequest::Stats`]: crate::rpc::ShardRequest::Stats
+
+use crate::error::{SqlError, sqlstate};
+use crate::rpc::ShardStats;
+use crate::storage::LevelStats;
+use crate::types::{DataType, Row, Value};
+use serde::{Deserialize, Serialize};
+
+/// A built-in, read-only relation whose rows are computed from every shard's [`ShardStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SystemView {
+    /// `sharddb_storage`: one row per shard, ordered by shard.
+    Storage,
+    /// `sharddb_storage_levels`: one row per shard and LSM level, ordered by shard then level.
+    StorageLevels,
+}
+
+/// One column of a system view: its name, SQL type, and how its value is computed.
+struct Column<F> {
+    name: &'static str,
+    ty: DataType,
+    value: F,
+}
+
+type StorageFn = fn(&ShardStats) -> Value;
+type LevelFn = fn(&ShardStats, &LevelStats) -> Value;
+
+/// An `integer` value. Counts that could exceed `i32` saturate rather than break the type's range
+/// invariant (see [`crate::types`]); no real shard or level count comes near it.
+fn int4(n: usize) -> Value {
+    Value::Int(i64::try_from(n).map_or(i64::from(i32::MAX), |n| n.min(i64::from(i32::MAX))))
+}
+
+/// A `bigint` value from an unsigned counter, saturating at `i64::MAX`.
+fn int8(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `part / whole` as `double precision`, or NULL when `whole` is 0 (the ratio is undefined, not 0).
+fn ratio(part: u64, whole: u64) -> Value {
+    if whole == 0 {
+        Value::Null
+    } else {
+        Value::Float(part as f64 / whole as f64)
+    }
+}
+
+const STORAGE_COLUMNS: &[Column<StorageFn>] = &[
+    Column {
+        name: "shard",
+        ty: DataType::Int4,
+        value: |s| int4(s.shard),
+    },
+    Column {
+        name: "memtable_bytes",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.memtable_bytes as u64),
+    },
+    Column {
+        name: "immutable_memtables",
+        ty: DataType::Int4,
+        value: |s| int4(s.storage.immutable_memtables),
+    },
+    Column {
+        name: "wal_bytes",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.wal_bytes),
+    },
+    Column {
+        name: "wal_segments",
+        ty: DataType::Int4,
+        value: |s| int4(s.storage.wal_segments),
+    },
+    Column {
+        name: "wal_records",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.wal_records),
+    },
+    Column {
+        name: "wal_syncs",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.wal_syncs),
+    },
+    Column {
+        name: "sstables",
+        ty: DataType::Int4,
+        value: |s| int4(s.storage.sstable_count),
+    },
+    Column {
+        name: "sstable_bytes",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.sstable_bytes),
+    },
+    Column {
+        name: "bloom_checks",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.bloom_checks),
+    },
+    Column {
+        name: "bloom_negatives",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.bloom_negatives),
+    },
+    Column {
+        name: "bloom_false_positives",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.bloom_false_positives),
+    },
+    // Not a cache-style hit rate: the fraction of filter checks answered "definitely absent",
+    // i.e. where the filter saved a block read.
+    Column {
+        name: "bloom_hit_rate",
+        ty: DataType::Float8,
+        value: |s| ratio(s.storage.bloom_negatives, s.storage.bloom_checks),
+    },
+    Column {
+        name: "cache_hits",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.cache_hits),
+    },
+    Column {
+        name: "cache_misses",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.cache_misses),
+    },
+    Column {
+        name: "cache_hit_rate",
+        ty: DataType::Float8,
+        value: |s| {
+            let lookups = s.storage.cache_hits.saturating_add(s.storage.cache_misses);
+            ratio(s.storage.cache_hits, lookups)
+        },
+    },
+    Column {
+        name: "cache_bytes",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.cache_bytes),
+    },
+    Column {
+        name: "cache_capacity",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.cache_capacity),
+    },
+    Column {
+        name: "flushes",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.flushes),
+    },
+    Column {
+        name: "compactions",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.compactions),
+    },
+    Column {
+        name: "write_stalls",
+        ty: DataType::Int8,
+        value: |s| int8(s.storage.write_stalls),
+    },
+    Column {
+        name: "write_amplification",
+        ty: DataType::Float8,
+        value: |s| Value::Float(s.storage.write_amplification()),
+    },
+    Column {
+        name: "space_amplification",
+        ty: DataType::Float8,
+        value: |s| Value::Float(s.storage.space_amplification()),
+    },
+];
+
+const LEVEL_COLUMNS: &[Column<LevelFn>] = &[
+    Column {
+        name: "shard",
+        ty: DataType::Int4,
+        value: |s, _| int4(s.shard),
+    },
+    Column {
+        name: "level",
+        ty: DataType::Int4,
+        value: |_, l| int4(l.level),
+    },
+    Column {
+        name: "files",
+        ty: DataType::Int4,
+        value: |_, l| int4(l.files),
+    },
+    Column {
+        name: "bytes",
+        ty: DataType::Int8,
+        value: |_, l| int8(l.bytes),
+    },
+];
+
+impl SystemView {
+    /// Every system view, in the order documentation lists them.
+    pub const ALL: [SystemView; 2] = [SystemView::Storage, SystemView::StorageLevels];
+
+    /// The system view called `name` (already case-folded), if any.
+    pub fn lookup(name: &str) -> Option<SystemView> {
+        SystemView::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemView::Storage => "sharddb_storage",
+            SystemView::StorageLevels => "sharddb_storage_levels",
+        }
+    }
+
+    /// Column names and types, in row order.
+    pub fn columns(self) -> Vec<(&'static str, DataType)> {
+        match self {
+            SystemView::Storage => STORAGE_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
+            SystemView::StorageLevels => LEVEL_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
+        }
+    }
+
+    /// The view's rows for one statistics snapshot of every shard, ordered by shard (and level).
+    pub fn rows(self, stats: &[ShardStats]) -> Vec<Row> {
+        let mut stats: Vec<&ShardStats> = stats.iter().collect();
+        stats.sort_by_key(|s| s.shard);
+        match self {
+            SystemView::Storage => stats
+                .into_iter()
+                .map(|s| STORAGE_COLUMNS.iter().map(|c| (c.value)(s)).collect())
+                .collect(),
+            SystemView::StorageLevels => stats
+                .into_iter()
+                .flat_map(|s| {
+                    let mut levels: Vec<&LevelStats> = s.storage.levels.iter().collect();
+                    levels.sort_by_key(|l| l.level);
+                    levels
+                        .into_iter()
+                        .map(move |l| LEVEL_COLUMNS.iter().map(|c| (c.value)(s, l)).collect())
+                })
+                .collect(),
+        }
+    }
+
+    /// The error for any attempt to change or drop the view (42809).
+    pub fn read_only_error(self) -> SqlError {
+        SqlError::new(
+            sqlstate::WRONG_OBJECT_TYPE,
+            format!("{} is a read-only system view", self.name()),
+        )
+        .with_detail("Its rows are computed from the shards' storage statistics on every read.")
+    }
+
+    /// The error for creating a relation with the view's name (42P07).
+    pub fn name_taken_error(self) -> SqlError {
+        SqlError::new(
+            sqlstate::DUPLICATE_TABLE,
+            format!("relation \"{}\" already exists", self.name()),
+        )
+        .with_detail(format!(
+            "{} is a read-only system view; its name is reserved.",
+            self.name()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::EngineStats;
+
+    fn stats(shard: usize, storage: EngineStats) -> ShardStats {
+        ShardStats { shard, storage }
+    }
+
+    #[test]
+    fn names_resolve_and_only_exact_names() {
+        assert_eq!(
+            SystemView::lookup("sharddb_storage"),
+            Some(SystemView::Storage)
+        );
+        assert_eq!(
+            SystemView::lookup("sharddb_storage_levels"),
+            Some(SystemView::StorageLevels)
+        );
+        assert_eq!(SystemView::lookup("SHARDDB_STORAGE"), None);
+        assert_eq!(SystemView::lookup("sharddb_storag"), None);
+    }
+
+    #[test]
+    fn rows_match_columns_and_are_ordered_by_shard() {
+        let level = |level, files, bytes| LevelStats {
+            level,
+            files,
+            bytes,
+        };
+        let s1 = EngineStats {
+            memtable_bytes: 10,
+            bloom_checks: 4,
+            bloom_negatives: 3,
+            cache_hits: 1,
+            cache_misses: 3,
+            levels: vec![level(1, 2, 200), level(0, 1, 50)],
+            ..EngineStats::default()
+        };
+        let input = vec![stats(1, s1), stats(0, EngineStats::default())];
+        let rows = SystemView::Storage.rows(&input);
+        let cols = SystemView::Storage.columns();
+        assert!(rows.iter().all(|r| r.len() == cols.len()));
+        let col = |name: &str| cols.iter().position(|(n, _)| *n == name).unwrap();
+        assert_eq!(rows[0][col("shard")], Value::Int(0));
+        assert_eq!(rows[1][col("shard")], Value::Int(1));
+        assert_eq!(rows[1][col("memtable_bytes")], Value::Int(10));
+        // Undefined ratios are NULL, not 0.
+        assert_eq!(rows[0][col("bloom_hit_rate")], Value::Null);
+        assert_eq!(rows[0][col("cache_hit_rate")], Value::Null);
+        assert_eq!(rows[1][col("bloom_hit_rate")], Value::Float(0.75));
+        assert_eq!(rows[1][col("cache_hit_rate")], Value::Float(0.25));
+
+        let levels = SystemView::StorageLevels.rows(&input);
+        assert_eq!(
+            levels,
+            vec![
+                vec![Value::Int(1), Value::Int(0), Value::Int(1), Value::Int(50)],
+                vec![Value::Int(1), Value::Int(1), Value::Int(2), Value::Int(200)],
+            ]
+        );
+    }
+
+    #[test]
+    fn integers_stay_in_range() {
+        assert_eq!(int4(usize::MAX), Value::Int(i64::from(i32::MAX)));
+        assert_eq!(int8(u64::MAX), Value::Int(i64::MAX));
+    }
+}
