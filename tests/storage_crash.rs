@@ -85,8 +85,7 @@ fn run_and_kill(dir: &std::path::Path, extra_ms: u64) -> BTreeSet<u64> {
     child.kill().expect("SIGKILL the child");
     child.wait().expect("reap the child");
     reader.join().expect("reader thread");
-    let acked = acked.lock().unwrap().clone();
-    acked
+    acked.lock().unwrap().clone()
 }
 
 /// Checks every batch up to the highest timestamp on disk or acknowledged.

@@ -178,10 +178,7 @@ async fn memtable_and_wal_grow_after_inserts() {
     server.stop().await;
 }
 
-/// The engine being rewritten does not count WAL records yet (`EngineStats::wal_records` reads 0),
-/// so this waits for that work; run it with `--ignored` once the counter is filled in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "storage engine does not count WAL records yet (EngineStats::wal_records is 0)"]
 async fn wal_records_grow_after_inserts() {
     let server = common::TestServer::start(SHARDS).await;
     let client = server.connect().await;

@@ -1,9 +1,9 @@
 //! A byte-bounded cache of decoded SSTable data blocks, shared by every table of an engine.
 //!
-//! Reading a block means a positioned read, a CRC check and a structural decode; hot blocks
-//! (upper index levels of B-tree-like key distributions, recently written keys) are read far
-//! more often than they change — they never change, tables are immutable — so keeping them
-//! decoded in memory turns most point reads into a hash lookup.
+//! Reading a block means a positioned read, a CRC check and a structural walk. Tables are
+//! immutable, so a block never goes stale, and real workloads read a small set of hot keys
+//! far more often than the rest; keeping those blocks parsed in memory turns most repeated
+//! reads into a hash lookup.
 //!
 //! Design:
 //! - **Keyed by `(table_id, block_offset)`.** Table ids are never reused while the cache lives,

@@ -1202,7 +1202,7 @@ impl Inner {
                 while let Some(e) = source.next_entry()? {
                     builder.add(&e)?;
                     n += 1;
-                    if n % 4096 == 0 && self.shutting_down.load(Ordering::Acquire) {
+                    if n.is_multiple_of(4096) && self.shutting_down.load(Ordering::Acquire) {
                         return Err(shutting_down());
                     }
                 }
@@ -1425,7 +1425,7 @@ impl Inner {
             let mut n = 0u64;
             while let Some(e) = gc.next_entry()? {
                 n += 1;
-                if n % 4096 == 0 && self.shutting_down.load(Ordering::Acquire) {
+                if n.is_multiple_of(4096) && self.shutting_down.load(Ordering::Acquire) {
                     return Err(shutting_down());
                 }
                 let new_key = last_key.as_deref() != Some(e.key.as_slice());

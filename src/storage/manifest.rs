@@ -334,10 +334,10 @@ impl Manifest {
             .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &current).map_err(io_err(&current))?;
         sync_dir(dir)?;
-        if let Some(old) = old.filter(|o| *o != path) {
-            if let Err(e) = std::fs::remove_file(old) {
-                tracing::warn!(path = %old.display(), error = %e, "could not delete old manifest");
-            }
+        if let Some(old) = old.filter(|o| *o != path)
+            && let Err(e) = std::fs::remove_file(old)
+        {
+            tracing::warn!(path = %old.display(), error = %e, "could not delete old manifest");
         }
         Ok(Manifest {
             dir: dir.to_path_buf(),

@@ -605,12 +605,16 @@ impl std::fmt::Debug for TableBuilder {
     }
 }
 
+fn closed(tmp: &Path) -> StorageError {
+    StorageError::InvalidArgument(format!(
+        "table builder for {} is already closed",
+        tmp.display()
+    ))
+}
+
 fn write_out(out: &mut Option<BufWriter<File>>, tmp: &Path, bytes: &[u8]) -> Result<()> {
     let Some(out) = out.as_mut() else {
-        return Err(StorageError::InvalidArgument(format!(
-            "table builder for {} is already closed",
-            tmp.display()
-        )));
+        return Err(closed(tmp));
     };
     out.write_all(bytes).map_err(io_err(tmp))
 }
@@ -680,7 +684,7 @@ impl TableBuilder {
                 + value_len.map_or(0, |n| varint_len(n) + n as usize)
         };
         let shares = |b: &TableBuilder| {
-            if b.block_entries % RESTART_INTERVAL == 0 {
+            if b.block_entries.is_multiple_of(RESTART_INTERVAL) {
                 0
             } else {
                 common_prefix(&b.last_key, &e.key)
@@ -695,7 +699,7 @@ impl TableBuilder {
             self.finish_block()?;
         }
         let shared = shares(self);
-        if self.block_entries % RESTART_INTERVAL == 0 {
+        if self.block_entries.is_multiple_of(RESTART_INTERVAL) {
             let at = u32::try_from(self.block.len()).map_err(|_| too_large(&self.path, "block"))?;
             self.restarts.push(at);
         }
@@ -745,19 +749,12 @@ impl TableBuilder {
         self.offset + tail as u64
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     /// The user key of the last entry added.
+    #[cfg(test)]
     pub(crate) fn last_key(&self) -> Option<&[u8]> {
         (self.entry_count > 0).then_some(self.last_key.as_slice())
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     pub(crate) fn entry_count(&self) -> u64 {
         self.entry_count
     }
@@ -849,10 +846,7 @@ impl TableBuilder {
             write_out(&mut self.out, &self.tmp, part)?;
         }
         let size = self.offset + (index.len() + bloom.len() + footer.len() + trailer.len()) as u64;
-        let out = self
-            .out
-            .take()
-            .ok_or_else(|| io_err(&self.tmp)(std::io::ErrorKind::Other.into()))?;
+        let out = self.out.take().ok_or_else(|| closed(&self.tmp))?;
         let file = out
             .into_inner()
             .map_err(|e| io_err(&self.tmp)(e.into_error()))?;
@@ -865,10 +859,6 @@ impl TableBuilder {
         Ok(size)
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     /// Gives up on the table: closes and deletes the temporary file.
     pub(crate) fn abandon(self) {
         drop(self);
@@ -889,6 +879,7 @@ impl Drop for TableBuilder {
 /// Writes every entry of `source` (internal order, unique versions) into a new table at
 /// `path`, atomically: the file appears under `path` only once complete and durable. Returns
 /// the file size.
+#[cfg(test)]
 pub(crate) fn write_table(
     path: &Path,
     source: &mut dyn EntryIter,
@@ -1044,10 +1035,6 @@ impl Table {
         })
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -1072,10 +1059,6 @@ impl Table {
         BloomReader::new(&self.bloom).is_none_or(|b| b.may_contain(key))
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     /// Whether the table may hold a version of `key`, from the key range and the bloom filter
     /// alone (no I/O). False means it certainly does not.
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
@@ -1179,10 +1162,6 @@ impl Table {
         }
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the leveled compaction being built in engine.rs"
-    )]
     /// Reads every block from disk (bypassing the cache) and checks checksums, the internal
     /// order across the whole table, the bloom filter (no key missing) and the footer's counts,
     /// key range and timestamps. Returns the entry count.

@@ -50,7 +50,7 @@ pub fn batch_for(ts: u64, keys: u64) -> Vec<WriteOp> {
         if ops.iter().any(|o| o.key == key) {
             continue;
         }
-        if r % 7 == 0 {
+        if r.is_multiple_of(7) {
             ops.push(WriteOp::delete(key));
         } else {
             let len = 20 + (r >> 8) % 200;

@@ -613,6 +613,30 @@ fn open_creates_missing_directories_and_stats_track_wal() {
 }
 
 #[test]
+fn stats_report_bloom_filter_and_block_cache_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(dir.path(), opts(1 << 20)).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("key{i:04}")).collect();
+    let kvs: Vec<(&str, Option<&str>)> = keys.iter().map(|k| (k.as_str(), Some("v"))).collect();
+    put(&e, 1, &kvs);
+    e.flush().unwrap();
+    assert_eq!(get(&e, "key0100", 5).as_deref(), Some("v"));
+    assert_eq!(get(&e, "key0100", 5).as_deref(), Some("v"));
+    let st = e.stats();
+    assert_eq!((st.cache_misses, st.cache_hits), (1, 1));
+    assert!(st.cache_bytes > 0 && st.cache_bytes <= st.cache_capacity);
+    assert_eq!(st.bloom_checks, 2);
+    // Absent keys inside the table's key range are (almost always) answered by the filter.
+    for i in 0..100 {
+        assert_eq!(get(&e, &format!("key{i:04}x"), 5), None);
+    }
+    let st = e.stats();
+    assert_eq!(st.bloom_checks, 102);
+    assert_eq!(st.bloom_negatives + st.bloom_false_positives, 100);
+    assert!(st.bloom_negatives >= 90, "{st:?}");
+}
+
+#[test]
 fn readers_never_see_half_a_batch() {
     let dir = tempfile::tempdir().unwrap();
     let e = Arc::new(Engine::open(dir.path(), opts(4096)).unwrap());

@@ -56,7 +56,8 @@ impl Fixture {
 
     fn build(&self, dir: &Path, entries: &[Entry], o: TableOptions) -> Arc<Table> {
         let path = table_path(dir, 12);
-        let size = write_table(&path, &mut VecIter(entries.to_vec().into_iter()), 77, &o).unwrap();
+        let owned: Vec<Entry> = entries.to_vec();
+        let size = write_table(&path, &mut VecIter(owned.into_iter()), 77, &o).unwrap();
         let t = self.open(&path, 1).unwrap();
         assert_eq!(size, t.file_size());
         assert_eq!(t.verify().unwrap(), entries.len() as u64);
@@ -424,10 +425,10 @@ fn bloom_filter_answers_most_absent_keys_without_io() {
         load(&c.bloom_negatives),
         load(&c.bloom_false_positives),
     );
-    assert_eq!(checks, 1000);
+    assert_eq!(checks, 999);
     assert_eq!(
         negatives + fps,
-        1000,
+        999,
         "every absent key is a negative or a false positive"
     );
     assert!(fps < 50, "{fps} false positives");
@@ -511,10 +512,7 @@ fn corruption_of_every_region_names_the_file() {
         let err = t.get(b"k0000", 99).unwrap_err();
         assert_corruption_names(&err, &path);
         assert!(err.to_string().contains("checksum"), "{err}");
-        assert!(
-            err.to_string()
-                .contains("sst-00000000000000000001-00000000000000000002.sst")
-        );
+        assert!(err.to_string().contains("tbl-00000000000000000012.sst"));
         assert_eq!(
             t.get(b"k0199", 99).unwrap(),
             model_get(&entries, b"k0199", 99)
