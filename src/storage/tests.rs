@@ -998,7 +998,11 @@ fn run_model(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        // PROPTEST_CASES raises it for soak runs.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(128),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
