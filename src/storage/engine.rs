@@ -106,6 +106,8 @@ struct BgState {
     shutdown: bool,
     /// The last flush failure, until a flush succeeds; stalled writers report it.
     flush_error: Option<String>,
+    /// The last compaction failure, until one succeeds; writers stalled on L0 report it.
+    compaction_error: Option<String>,
 }
 
 /// Work counters since open.
@@ -345,17 +347,6 @@ impl Engine {
         }
         let version = Version::empty().edit(&[], added);
         version.check().map_err(|d| corruption(&manifest_name, d))?;
-        for id in table_files {
-            if !state.tables.contains_key(&id) {
-                remove_file_logged(&table_path(dir, id), "table not named by the manifest");
-            }
-        }
-        for m in &manifests {
-            if Some(m) != old_manifest.as_ref() {
-                remove_file_logged(m, "superseded manifest");
-            }
-        }
-
         // The WAL: segments below the log number are in tables; the rest must be contiguous
         // from it, since a segment at or above it is only ever deleted after the log number
         // has moved past it.
@@ -377,6 +368,18 @@ impl Engine {
                 ),
             ));
         }
+        // Only now, with the manifest and WAL known consistent, delete leftovers.
+        for id in table_files {
+            if !state.tables.contains_key(&id) {
+                remove_file_logged(&table_path(dir, id), "table not named by the manifest");
+            }
+        }
+        for m in &manifests {
+            if Some(m) != old_manifest.as_ref() {
+                remove_file_logged(m, "superseded manifest");
+            }
+        }
+
         let mut replayed = Replayed {
             mem: Memtable::new(),
             pending: BTreeMap::new(),
@@ -417,7 +420,18 @@ impl Engine {
         let manifest = Manifest::create(dir, state, old_manifest.as_deref())?;
         // Appends continue in the newest segment (after its torn tail was cut off).
         let (wal, next_segment) = match live.last() {
-            Some(&seq) => (WalWriter::open_append(dir, seq, last_len)?, seq + 1),
+            Some(&seq) => {
+                // Replayed records are about to become visible; some were written but never
+                // fsynced before the crash, so make them durable first.
+                let mut w = WalWriter::open_append(dir, seq, last_len)?;
+                w.force_sync()?;
+                (
+                    w,
+                    seq.checked_add(1).ok_or_else(|| {
+                        corruption(&wal_path(dir, seq), "WAL sequence number exhausted")
+                    })?,
+                )
+            }
             None => (WalWriter::create(dir, first_expected)?, first_expected + 1),
         };
         let sync = SyncState {
@@ -979,6 +993,13 @@ impl Inner {
                     "background flush is failing, so writes cannot proceed: {e}"
                 )));
             }
+            if l0 >= self.opts.l0_stop_trigger
+                && let Some(e) = &bg.compaction_error
+            {
+                return Err(StorageError::Poisoned(format!(
+                    "background compaction is failing and L0 is full, so writes cannot proceed: {e}"
+                )));
+            }
             self.work_cv.notify_all();
             self.done_cv.wait_for(&mut bg, Duration::from_millis(100));
         }
@@ -1079,10 +1100,14 @@ impl Inner {
     /// is durable and may be published), starts a new segment holding a copy of every
     /// undecided prepare, and queues the memtable for the flush thread.
     fn rotate(&self, w: &mut Writer) -> Result<()> {
+        // A failed group-commit fsync poisons without the writer lock; Linux reports an fsync
+        // error only once, so a later fsync succeeding proves nothing about the failed writes.
+        self.check_poison()?;
         if let Err(e) = w.wal.force_sync() {
             self.set_poison(e.to_string());
             return Err(e);
         }
+        self.check_poison()?;
         let seg = w.next_segment;
         let mut new_wal = WalWriter::create(&self.dir, seg)?;
         let relog = (|| {
@@ -1232,12 +1257,9 @@ impl Inner {
         ));
         {
             let mut m = self.manifest.lock();
-            if let Err(e) = m.log(changes) {
-                if let Some(t) = &table {
-                    remove_file_logged(t.path(), "flush whose manifest edit failed");
-                }
-                return Err(e);
-            }
+            // On failure the edit's fate is unknown, so its table stays; if the edit did not
+            // become durable, the next open deletes the table as an orphan.
+            m.log(changes)?;
             let mut st = self.state.write();
             let added: Vec<(usize, Arc<Table>)> =
                 table.iter().map(|t| (0, Arc::clone(t))).collect();
@@ -1302,7 +1324,10 @@ impl Inner {
                 }
             };
             match did {
-                Ok(true) => self.progressed(),
+                Ok(true) => {
+                    self.bg.lock().compaction_error = None;
+                    self.progressed();
+                }
                 Ok(false) => {
                     if !self.idle(Duration::from_millis(500)) {
                         return;
@@ -1313,6 +1338,8 @@ impl Inner {
                         return;
                     }
                     tracing::error!(error = %e, "compaction failed; will retry");
+                    self.bg.lock().compaction_error = Some(e.to_string());
+                    self.progressed();
                     if !self.idle(Duration::from_secs(1)) {
                         return;
                     }
@@ -1340,9 +1367,7 @@ impl Inner {
             return Ok(());
         }
         let input_ids: Vec<u64> = inputs.iter().map(|t| t.id()).collect();
-        if let Some((_, max)) = key_span(&pick.inputs) {
-            pointers[pick.level] = max;
-        }
+        let next_pointer = key_span(&pick.inputs).map(|(_, max)| max);
         if pick.inputs.len() == 1 && pick.next_inputs.is_empty() {
             let t = &inputs[0];
             let mut m = self.manifest.lock();
@@ -1365,6 +1390,9 @@ impl Inner {
                 to = output_level,
                 "moved table down"
             );
+            if let Some(p) = next_pointer {
+                pointers[pick.level] = p;
+            }
             return Ok(());
         }
 
@@ -1385,6 +1413,15 @@ impl Inner {
             }
         }
         let merged = MergeIter::new(Direction::Forward, sources)?;
+        // A prepared, undecided transaction may still commit below a tombstone's timestamp
+        // (its commit timestamp was chosen before the watermark passed it), so its keys keep
+        // their tombstones.
+        let prepared: std::collections::HashSet<Vec<u8>> = self
+            .pending
+            .lock()
+            .values()
+            .flat_map(|ops| ops.iter().map(|op| op.key.clone()))
+            .collect();
         // Everything outside the inputs, as of now: data committed later is above the
         // watermark, so it cannot be what a dropped tombstone must keep hiding.
         let snap = Arc::clone(&self.state.read());
@@ -1398,15 +1435,6 @@ impl Inner {
             .chain(snap.immutables.iter().map(|i| Arc::clone(&i.mem)))
             .collect();
         drop(snap);
-        // A prepared, undecided transaction may still commit below a tombstone's timestamp
-        // (its commit timestamp was chosen before the watermark passed it), so its keys keep
-        // their tombstones.
-        let prepared: std::collections::HashSet<Vec<u8>> = self
-            .pending
-            .lock()
-            .values()
-            .flat_map(|ops| ops.iter().map(|op| op.key.clone()))
-            .collect();
         let mut gc = GcIter::new(merged, watermark, |key: &[u8], ts: u64| {
             prepared.contains(key)
                 || mems.iter().any(|m| m.has_version_below(key, ts))
@@ -1480,12 +1508,8 @@ impl Inner {
         );
         {
             let mut m = self.manifest.lock();
-            if let Err(e) = m.log(changes) {
-                for t in &outputs {
-                    remove_file_logged(t.path(), "output of a compaction whose edit failed");
-                }
-                return Err(e);
-            }
+            // As for flushes: outputs of an edit of unknown fate are left for recovery.
+            m.log(changes)?;
             let mut st = self.state.write();
             let added = outputs
                 .iter()
@@ -1496,6 +1520,9 @@ impl Inner {
                 immutables: st.immutables.clone(),
                 version: Arc::new(st.version.edit(&input_ids, added)),
             });
+        }
+        if let Some(p) = next_pointer {
+            pointers[pick.level] = p;
         }
         // Open handles keep serving readers that still hold the inputs.
         for t in &inputs {

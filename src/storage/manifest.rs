@@ -92,7 +92,7 @@ impl ManifestState {
                 if self.tables.insert(t.id, t.clone()).is_some() {
                     return Err(corruption(path, format!("table {} added twice", t.id)));
                 }
-                self.next_file = self.next_file.max(t.id + 1);
+                self.next_file = self.next_file.max(t.id.saturating_add(1));
             }
             Change::RemoveTable { id } => {
                 if self.tables.remove(&id).is_none() {
@@ -298,6 +298,10 @@ pub(crate) struct Manifest {
     path: PathBuf,
     len: u64,
     state: ManifestState,
+    /// Set once an append or roll-over failed: the file may end in a partial record, or the
+    /// edit's durability is unknown, so no further edit may be appended (or acted on) until the
+    /// engine is reopened and recovery re-establishes the truth.
+    broken: Option<String>,
 }
 
 impl Manifest {
@@ -345,6 +349,7 @@ impl Manifest {
             path,
             len: rec.len() as u64,
             state,
+            broken: None,
         })
     }
 
@@ -373,14 +378,26 @@ impl Manifest {
     /// On failure the in-memory state is unchanged; the caller must treat the manifest as
     /// unusable (a partial record may sit at its end) until reopened.
     pub(crate) fn log(&mut self, mut changes: Vec<Change>) -> Result<()> {
+        if let Some(reason) = &self.broken {
+            return Err(super::StorageError::Poisoned(format!(
+                "an earlier manifest write failed ({reason}); reopen the engine"
+            )));
+        }
         changes.push(Change::NextFile(self.state.next_file));
         let mut next = self.state.clone();
         for c in &changes {
             next.apply(&self.path, c.clone())?;
         }
         let rec = frame(&encode_edit(&changes))?;
-        self.file.write_all(&rec).map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        let written = self
+            .file
+            .write_all(&rec)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path));
+        if let Err(e) = written {
+            self.broken = Some(e.to_string());
+            return Err(e);
+        }
         self.len += rec.len() as u64;
         self.state = next;
         if self.len > ROLL_BYTES {
@@ -388,7 +405,10 @@ impl Manifest {
             match Manifest::create(&self.dir, self.state.clone(), Some(&old)) {
                 Ok(m) => *self = m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "manifest roll-over failed; keeping the old one")
+                    // CURRENT may already name the new file, which further edits would miss:
+                    // stop editing rather than guess which one recovery will read.
+                    tracing::error!(error = %e, "manifest roll-over failed; no further edits until reopen");
+                    self.broken = Some(e.to_string());
                 }
             }
         }
