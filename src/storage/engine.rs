@@ -1221,18 +1221,15 @@ impl Inner {
             let id = self.manifest.lock().next_file();
             let path = table_path(&self.dir, id);
             let mut builder = TableBuilder::create(&path, &self.table_opts)?;
-            let mut source = job.mem.iter(KeyRange::all(), Direction::Forward, u64::MAX);
-            let filled = (|| {
-                let mut n = 0u64;
-                while let Some(e) = source.next_entry()? {
-                    builder.add(&e)?;
-                    n += 1;
-                    if n.is_multiple_of(4096) && self.shutting_down.load(Ordering::Acquire) {
-                        return Err(shutting_down());
-                    }
+            let mut n = 0u64;
+            let filled = job.mem.for_each_version(|key, ts, value| {
+                builder.add_parts(key, ts, value)?;
+                n += 1;
+                if n.is_multiple_of(4096) && self.shutting_down.load(Ordering::Acquire) {
+                    return Err(shutting_down());
                 }
                 Ok(())
-            })();
+            });
             if let Err(e) = filled {
                 builder.abandon();
                 return Err(e);

@@ -124,6 +124,29 @@ impl Memtable {
             .is_some_and(|e| e.key().key == key)
     }
 
+    /// Calls `f` on every version in internal order, one call per `(key, ts)` (the newest
+    /// write of a rewritten version), borrowing instead of copying. Meant for flushing an
+    /// immutable memtable, where every entry is published and no snapshot applies.
+    pub(crate) fn for_each_version(
+        &self,
+        mut f: impl FnMut(&[u8], u64, Option<&[u8]>) -> super::Result<()>,
+    ) -> super::Result<()> {
+        // The previous version's key, in a buffer reused across entries (no per-entry copy).
+        let mut last_key: Vec<u8> = Vec::new();
+        let mut last_ts: Option<u64> = None;
+        for e in self.map.iter() {
+            let k = e.key();
+            if last_ts == Some(k.ts) && last_key == k.key {
+                continue;
+            }
+            f(&k.key, k.ts, e.value().as_deref())?;
+            last_key.clear();
+            last_key.extend_from_slice(&k.key);
+            last_ts = Some(k.ts);
+        }
+        Ok(())
+    }
+
     /// An iterator over the versions in `range` visible in snapshot `snap_seq`, one entry per
     /// `(key, ts)`.
     pub(crate) fn iter(

@@ -657,20 +657,26 @@ impl TableBuilder {
     /// descending), each `(key, ts)` once; anything else is rejected and leaves the builder as
     /// it was.
     pub(crate) fn add(&mut self, e: &Entry) -> Result<()> {
+        self.add_parts(&e.key, e.ts, e.value.as_deref())
+    }
+
+    /// [`TableBuilder::add`] from borrowed parts, so a flush can stream a memtable without
+    /// copying each entry out first.
+    pub(crate) fn add_parts(&mut self, key: &[u8], ts: u64, value: Option<&[u8]>) -> Result<()> {
         if self.entry_count > 0
-            && cmp_internal(&self.last_key, self.last_ts, &e.key, e.ts) != Ordering::Less
+            && cmp_internal(&self.last_key, self.last_ts, key, ts) != Ordering::Less
         {
             return Err(StorageError::InvalidArgument(format!(
                 "table input out of order for {}: ({}, {}) then ({}, {})",
                 self.path.display(),
                 show_key(&self.last_key),
                 self.last_ts,
-                show_key(&e.key),
-                e.ts
+                show_key(key),
+                ts
             )));
         }
-        let key_len = u32::try_from(e.key.len()).map_err(|_| too_large(&self.path, "key"))?;
-        let value_len = match &e.value {
+        let key_len = u32::try_from(key.len()).map_err(|_| too_large(&self.path, "key"))?;
+        let value_len = match value {
             None => None,
             Some(v) => Some(u32::try_from(v.len()).map_err(|_| too_large(&self.path, "value"))?),
         };
@@ -687,7 +693,7 @@ impl TableBuilder {
             if b.block_entries.is_multiple_of(RESTART_INTERVAL) {
                 0
             } else {
-                common_prefix(&b.last_key, &e.key)
+                common_prefix(&b.last_key, key)
             }
         };
         // Close the block first if this entry would push it past the target (restart array,
@@ -705,9 +711,9 @@ impl TableBuilder {
         }
         put_varint(&mut self.block, shared as u32);
         put_varint(&mut self.block, key_len - shared as u32);
-        self.block.extend_from_slice(&e.key[shared..]);
-        self.block.extend_from_slice(&e.ts.to_le_bytes());
-        match (&e.value, value_len) {
+        self.block.extend_from_slice(&key[shared..]);
+        self.block.extend_from_slice(&ts.to_le_bytes());
+        match (value, value_len) {
             (Some(v), Some(n)) => {
                 self.block.push(FLAG_VALUE);
                 put_varint(&mut self.block, n);
@@ -721,18 +727,18 @@ impl TableBuilder {
         self.block_entries += 1;
 
         if self.entry_count == 0 {
-            self.min_key = e.key.clone();
+            self.min_key = key.to_vec();
         }
-        if self.entry_count == 0 || self.last_key != e.key {
+        if self.entry_count == 0 || self.last_key != key {
             self.distinct_keys += 1;
         }
-        self.bloom.add_key(&e.key);
+        self.bloom.add_key(key);
         self.entry_count += 1;
-        self.min_ts = self.min_ts.min(e.ts);
-        self.max_ts = self.max_ts.max(e.ts);
+        self.min_ts = self.min_ts.min(ts);
+        self.max_ts = self.max_ts.max(ts);
         self.last_key.clear();
-        self.last_key.extend_from_slice(&e.key);
-        self.last_ts = e.ts;
+        self.last_key.extend_from_slice(key);
+        self.last_ts = ts;
         Ok(())
     }
 
