@@ -147,6 +147,8 @@ struct Inner {
     sync_cv: Condvar,
     /// Set when a WAL write or fsync failed: the log's state is unknown until reopen.
     poison: Mutex<Option<String>>,
+    /// Fast-path flag for `poison`, checked on every write.
+    poisoned: AtomicBool,
     manifest: Mutex<Manifest>,
     /// Closed WAL segments not yet deleted: seq -> bytes.
     segments: Mutex<BTreeMap<u64, u64>>,
@@ -190,7 +192,8 @@ impl Replayed {
     fn publish(&mut self, ts: u64, ops: Vec<WriteOp>) {
         self.last_seq += 1;
         for op in ops {
-            self.mem.insert(op.key, ts, self.last_seq, op.value);
+            self.mem
+                .insert(&op.key, ts, self.last_seq, op.value.as_deref());
         }
         self.max_ts = self.max_ts.max(ts);
     }
@@ -487,6 +490,7 @@ impl Engine {
             sync: Mutex::new(sync),
             sync_cv: Condvar::new(),
             poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
             manifest: Mutex::new(manifest),
             segments: Mutex::new(closed),
             bg: Mutex::new(BgState::default()),
@@ -524,11 +528,7 @@ impl Engine {
         let (lsn, seq) = {
             let mut w = inner.writer_for_write()?;
             let lsn = inner.append(&mut w, &frame)?;
-            let ops = batch
-                .ops
-                .iter()
-                .map(|op| (op.key.clone(), op.value.clone()));
-            let seq = inner.insert_locked(&mut w, batch.commit_ts, ops);
+            let seq = inner.insert_locked(&mut w, batch.commit_ts, &batch.ops);
             (lsn, seq)
         };
         inner.wait_durable(lsn)?;
@@ -570,8 +570,7 @@ impl Engine {
                 .lock()
                 .remove(&txid)
                 .expect("pending changes only under the writer lock");
-            let ops = ops.into_iter().map(|op| (op.key, op.value));
-            let seq = inner.insert_locked(&mut w, commit_ts, ops);
+            let seq = inner.insert_locked(&mut w, commit_ts, &ops);
             (lsn, seq)
         };
         inner.wait_durable(lsn)?;
@@ -936,6 +935,9 @@ impl Inner {
     }
 
     fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.poison.lock() {
             Some(reason) => Err(StorageError::Poisoned(reason.clone())),
             None => Ok(()),
@@ -948,6 +950,7 @@ impl Inner {
             "WAL failure; engine refuses further writes until reopened"
         );
         self.poison.lock().get_or_insert(reason);
+        self.poisoned.store(true, Ordering::Release);
     }
 
     /// Takes the writer mutex for one write, first making room: rotating a full memtable and
@@ -1031,20 +1034,15 @@ impl Inner {
 
     /// Inserts one batch under a fresh sequence number (invisible until published) and
     /// returns that number.
-    fn insert_locked(
-        &self,
-        w: &mut Writer,
-        commit_ts: u64,
-        ops: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
-    ) -> u64 {
+    fn insert_locked(&self, w: &mut Writer, commit_ts: u64, ops: &[WriteOp]) -> u64 {
         let seq = w.next_write_seq;
         w.next_write_seq += 1;
         // Only writers replace `active`, and we are the writer: this stays the active table.
         let active = Arc::clone(&self.state.read().active);
         let mut bytes = 0u64;
-        for (key, value) in ops {
-            bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
-            active.insert(key, commit_ts, seq, value);
+        for op in ops {
+            bytes += (op.key.len() + op.value.as_ref().map_or(0, Vec::len)) as u64;
+            active.insert(&op.key, commit_ts, seq, op.value.as_deref());
         }
         self.counters.user_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.max_committed_ts.fetch_max(commit_ts, Ordering::AcqRel);

@@ -33,17 +33,51 @@ const ENTRY_OVERHEAD: usize = 64;
 /// How many raw entries an iterator copies out per skiplist descent.
 const FILL_BATCH: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One version: the user key and the value share a single allocation (`data` = key bytes then
+/// value bytes), because a write-heavy workload spends much of its time in the allocator.
+#[derive(Debug, Clone)]
 pub(crate) struct MemKey {
-    key: Vec<u8>,
+    data: Box<[u8]>,
+    key_len: usize,
+    has_value: bool,
     ts: u64,
     seq: u64,
 }
 
+impl MemKey {
+    /// A search key carrying no value.
+    fn probe(key: &[u8], ts: u64, seq: u64) -> MemKey {
+        MemKey {
+            data: key.into(),
+            key_len: key.len(),
+            has_value: false,
+            ts,
+            seq,
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len]
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        self.has_value.then(|| &self.data[self.key_len..])
+    }
+}
+
+/// Equality and order look at `(key, ts, seq)` only; the value is payload.
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for MemKey {}
+
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key
-            .cmp(&other.key)
+        self.key()
+            .cmp(other.key())
             .then_with(|| other.ts.cmp(&self.ts))
             .then_with(|| other.seq.cmp(&self.seq))
     }
@@ -56,7 +90,7 @@ impl PartialOrd for MemKey {
 }
 
 pub(crate) struct Memtable {
-    map: SkipMap<MemKey, Option<Vec<u8>>>,
+    map: SkipMap<MemKey, ()>,
     bytes: AtomicUsize,
 }
 
@@ -70,9 +104,21 @@ impl Memtable {
 
     /// Inserts one version. Only the engine's writer calls this, with `seq` above the
     /// published `visible_seq`, so no reader can see the entry until the batch is published.
-    pub(crate) fn insert(&self, key: Vec<u8>, ts: u64, seq: u64, value: Option<Vec<u8>>) {
-        let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-        self.map.insert(MemKey { key, ts, seq }, value);
+    pub(crate) fn insert(&self, key: &[u8], ts: u64, seq: u64, value: Option<&[u8]>) {
+        let size = key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD;
+        let mut data = Vec::with_capacity(key.len() + value.map_or(0, <[u8]>::len));
+        data.extend_from_slice(key);
+        if let Some(v) = value {
+            data.extend_from_slice(v);
+        }
+        let entry = MemKey {
+            data: data.into_boxed_slice(),
+            key_len: key.len(),
+            has_value: value.is_some(),
+            ts,
+            seq,
+        };
+        self.map.insert(entry, ());
         self.bytes.fetch_add(size, AtomicOrdering::Relaxed);
     }
 
@@ -92,19 +138,15 @@ impl Memtable {
         read_ts: u64,
         snap_seq: u64,
     ) -> Option<(u64, Option<Vec<u8>>)> {
-        let probe = MemKey {
-            key: key.to_vec(),
-            ts: read_ts,
-            seq: u64::MAX,
-        };
+        let probe = MemKey::probe(key, read_ts, u64::MAX);
         let mut cur = self.map.lower_bound(Bound::Included(&probe));
         while let Some(e) = cur {
             let k = e.key();
-            if k.key != key {
+            if k.key() != key {
                 break;
             }
             if k.seq <= snap_seq {
-                return Some((k.ts, e.value().clone()));
+                return Some((k.ts, k.value().map(<[u8]>::to_vec)));
             }
             cur = e.next();
         }
@@ -114,14 +156,10 @@ impl Memtable {
     /// Whether any version of `key` older than `ts` exists, regardless of snapshot. Compaction
     /// asks this before dropping a tombstone that may still shadow memtable data.
     pub(crate) fn has_version_below(&self, key: &[u8], ts: u64) -> bool {
-        let probe = MemKey {
-            key: key.to_vec(),
-            ts,
-            seq: 0,
-        };
+        let probe = MemKey::probe(key, ts, 0);
         self.map
             .lower_bound(Bound::Excluded(&probe))
-            .is_some_and(|e| e.key().key == key)
+            .is_some_and(|e| e.key().key() == key)
     }
 
     /// Calls `f` on every version in internal order, one call per `(key, ts)` (the newest
@@ -136,12 +174,12 @@ impl Memtable {
         let mut last_ts: Option<u64> = None;
         for e in self.map.iter() {
             let k = e.key();
-            if last_ts == Some(k.ts) && last_key == k.key {
+            if last_ts == Some(k.ts) && last_key == k.key() {
                 continue;
             }
-            f(&k.key, k.ts, e.value().as_deref())?;
+            f(k.key(), k.ts, k.value())?;
             last_key.clear();
-            last_key.extend_from_slice(&k.key);
+            last_key.extend_from_slice(k.key());
             last_ts = Some(k.ts);
         }
         Ok(())
@@ -195,16 +233,10 @@ impl MemIter {
             Direction::Forward => {
                 let bound = match (&self.resume, &self.range.start) {
                     (Some(k), _) => Bound::Excluded(k.clone()),
-                    (None, Bound::Included(k)) => Bound::Included(MemKey {
-                        key: k.clone(),
-                        ts: u64::MAX,
-                        seq: u64::MAX,
-                    }),
-                    (None, Bound::Excluded(k)) => Bound::Excluded(MemKey {
-                        key: k.clone(),
-                        ts: 0,
-                        seq: 0,
-                    }),
+                    (None, Bound::Included(k)) => {
+                        Bound::Included(MemKey::probe(k, u64::MAX, u64::MAX))
+                    }
+                    (None, Bound::Excluded(k)) => Bound::Excluded(MemKey::probe(k, 0, 0)),
                     (None, Bound::Unbounded) => Bound::Unbounded,
                 };
                 map.lower_bound(bound.as_ref())
@@ -212,16 +244,10 @@ impl MemIter {
             Direction::Reverse => {
                 let bound = match (&self.resume, &self.range.end) {
                     (Some(k), _) => Bound::Excluded(k.clone()),
-                    (None, Bound::Included(k)) => Bound::Included(MemKey {
-                        key: k.clone(),
-                        ts: 0,
-                        seq: 0,
-                    }),
-                    (None, Bound::Excluded(k)) => Bound::Excluded(MemKey {
-                        key: k.clone(),
-                        ts: u64::MAX,
-                        seq: u64::MAX,
-                    }),
+                    (None, Bound::Included(k)) => Bound::Included(MemKey::probe(k, 0, 0)),
+                    (None, Bound::Excluded(k)) => {
+                        Bound::Excluded(MemKey::probe(k, u64::MAX, u64::MAX))
+                    }
                     (None, Bound::Unbounded) => Bound::Unbounded,
                 };
                 map.upper_bound(bound.as_ref())
@@ -236,8 +262,8 @@ impl MemIter {
             };
             let k = e.key();
             let in_range = match self.dir {
-                Direction::Forward => self.range.before_end(&k.key),
-                Direction::Reverse => self.range.after_start(&k.key),
+                Direction::Forward => self.range.before_end(k.key()),
+                Direction::Reverse => self.range.after_start(k.key()),
             };
             if !in_range {
                 self.done = true;
@@ -249,26 +275,26 @@ impl MemIter {
                         let dup = self
                             .last
                             .as_ref()
-                            .is_some_and(|(lk, lt)| *lt == k.ts && *lk == k.key);
+                            .is_some_and(|(lk, lt)| *lt == k.ts && lk.as_slice() == k.key());
                         if !dup {
-                            self.last = Some((k.key.clone(), k.ts));
+                            self.last = Some((k.key().to_vec(), k.ts));
                             self.buf.push_back(Entry {
-                                key: k.key.clone(),
+                                key: k.key().to_vec(),
                                 ts: k.ts,
-                                value: e.value().clone(),
+                                value: k.value().map(<[u8]>::to_vec),
                             });
                         }
                     }
                     Direction::Reverse => {
                         let entry = Entry {
-                            key: k.key.clone(),
+                            key: k.key().to_vec(),
                             ts: k.ts,
-                            value: e.value().clone(),
+                            value: k.value().map(<[u8]>::to_vec),
                         };
                         let same = self
                             .pending
                             .as_ref()
-                            .is_some_and(|p| p.ts == k.ts && p.key == k.key);
+                            .is_some_and(|p| p.ts == k.ts && p.key.as_slice() == k.key());
                         if let Some(prev) = self.pending.replace(entry)
                             && !same
                         {
@@ -322,10 +348,10 @@ mod tests {
     #[test]
     fn snapshot_hides_unpublished_and_keeps_newest_seq() {
         let m = Arc::new(Memtable::new());
-        m.insert(b"a".to_vec(), 5, 1, Some(b"first".to_vec()));
-        m.insert(b"a".to_vec(), 5, 3, Some(b"rewrite".to_vec()));
-        m.insert(b"a".to_vec(), 2, 2, None);
-        m.insert(b"b".to_vec(), 9, 4, Some(b"b9".to_vec()));
+        m.insert(b"a", 5, 1, Some(b"first"));
+        m.insert(b"a", 5, 3, Some(b"rewrite"));
+        m.insert(b"a", 2, 2, None);
+        m.insert(b"b", 9, 4, Some(b"b9"));
 
         assert_eq!(m.get(b"a", 10, 1), Some((5, Some(b"first".to_vec()))));
         assert_eq!(m.get(b"a", 10, 3), Some((5, Some(b"rewrite".to_vec()))));
@@ -357,7 +383,7 @@ mod tests {
         for k in 0u32..200 {
             for ts in [1u64, 3] {
                 seq += 1;
-                m.insert(k.to_be_bytes().to_vec(), ts, seq, Some(vec![ts as u8]));
+                m.insert(&k.to_be_bytes(), ts, seq, Some(&[ts as u8]));
             }
         }
         let lo = 10u32.to_be_bytes();
