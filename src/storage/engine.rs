@@ -87,6 +87,8 @@ struct Writer {
     /// Total bytes ever written to the WAL by this engine instance: the position group commit
     /// syncs up to.
     lsn: u64,
+    /// `lsn` at which the active segment's byte 0 lies.
+    seg_start_lsn: u64,
     next_write_seq: u64,
     next_segment: u64,
 }
@@ -143,6 +145,8 @@ struct Inner {
     max_committed_ts: AtomicU64,
     /// `Writer::lsn` as of the last completed write, for group-commit leaders.
     written_lsn: AtomicU64,
+    /// `SyncState::synced_lsn`, readable without the sync mutex (for WAL record stamps).
+    synced_lsn_hint: AtomicU64,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
     /// Set when a WAL write or fsync failed: the log's state is unknown until reopen.
@@ -437,8 +441,10 @@ impl Engine {
             }
             None => (WalWriter::create(dir, first_expected)?, first_expected + 1),
         };
+        let wal_len = wal.len();
         let sync = SyncState {
-            synced_lsn: 0,
+            // The reopened segment was fsynced above; positions count from its byte 0.
+            synced_lsn: wal_len,
             syncing: false,
             file: wal.handle(),
             path: wal.path().to_path_buf(),
@@ -474,7 +480,8 @@ impl Engine {
             _lock: lock,
             writer: Mutex::new(Writer {
                 wal,
-                lsn: 0,
+                lsn: wal_len,
+                seg_start_lsn: 0,
                 next_write_seq: replayed.last_seq + 1,
                 next_segment,
             }),
@@ -486,7 +493,8 @@ impl Engine {
             pending: Mutex::new(replayed.pending),
             visible_seq: AtomicU64::new(replayed.last_seq),
             max_committed_ts: AtomicU64::new(replayed.max_ts),
-            written_lsn: AtomicU64::new(0),
+            written_lsn: AtomicU64::new(wal_len),
+            synced_lsn_hint: AtomicU64::new(wal_len),
             sync: Mutex::new(sync),
             sync_cv: Condvar::new(),
             poison: Mutex::new(None),
@@ -523,11 +531,11 @@ impl Engine {
     /// fsynced (under [`SyncMode::Fsync`], shared with concurrent writers) before returning,
     /// then published. After a crash either all ops are visible or none.
     pub fn apply(&self, batch: &WriteBatch) -> Result<()> {
-        let frame = wal::encode_batch(batch.commit_ts, &batch.ops)?;
+        let mut frame = wal::encode_batch(batch.commit_ts, &batch.ops)?;
         let inner = &self.inner;
         let (lsn, seq) = {
             let mut w = inner.writer_for_write()?;
-            let lsn = inner.append(&mut w, &frame)?;
+            let lsn = inner.append(&mut w, &mut frame)?;
             let seq = inner.insert_locked(&mut w, batch.commit_ts, &batch.ops);
             (lsn, seq)
         };
@@ -540,14 +548,14 @@ impl Engine {
     /// transaction stays in doubt, across restarts, until [`Engine::commit_prepared`] or
     /// [`Engine::abort_prepared`].
     pub fn prepare(&self, txid: u64, ops: Vec<WriteOp>) -> Result<()> {
-        let frame = wal::encode_prepare(txid, &ops)?;
+        let mut frame = wal::encode_prepare(txid, &ops)?;
         let inner = &self.inner;
         let lsn = {
             let mut w = inner.writer_for_write()?;
             if inner.pending.lock().contains_key(&txid) {
                 return Err(StorageError::AlreadyPrepared { txid });
             }
-            let lsn = inner.append(&mut w, &frame)?;
+            let lsn = inner.append(&mut w, &mut frame)?;
             inner.pending.lock().insert(txid, ops);
             lsn
         };
@@ -557,14 +565,14 @@ impl Engine {
     /// Durably records the commit of prepared transaction `txid`, then makes its ops visible
     /// at `commit_ts`.
     pub fn commit_prepared(&self, txid: u64, commit_ts: u64) -> Result<()> {
-        let frame = wal::encode_commit(txid, commit_ts)?;
+        let mut frame = wal::encode_commit(txid, commit_ts)?;
         let inner = &self.inner;
         let (lsn, seq) = {
             let mut w = inner.writer_for_write()?;
             if !inner.pending.lock().contains_key(&txid) {
                 return Err(StorageError::NotPrepared { txid });
             }
-            let lsn = inner.append(&mut w, &frame)?;
+            let lsn = inner.append(&mut w, &mut frame)?;
             let ops = inner
                 .pending
                 .lock()
@@ -580,14 +588,14 @@ impl Engine {
 
     /// Durably records the abort of prepared transaction `txid` and discards its ops.
     pub fn abort_prepared(&self, txid: u64) -> Result<()> {
-        let frame = wal::encode_abort(txid)?;
+        let mut frame = wal::encode_abort(txid)?;
         let inner = &self.inner;
         let lsn = {
             let mut w = inner.writer_for_write()?;
             if !inner.pending.lock().contains_key(&txid) {
                 return Err(StorageError::NotPrepared { txid });
             }
-            let lsn = inner.append(&mut w, &frame)?;
+            let lsn = inner.append(&mut w, &mut frame)?;
             inner.pending.lock().remove(&txid);
             lsn
         };
@@ -1018,8 +1026,15 @@ impl Inner {
     /// Writes a frame to the active segment (no fsync) and returns the log position that must
     /// become durable before it may be acknowledged. A failure poisons the engine: a partial
     /// frame may now sit mid-log.
-    fn append(&self, w: &mut Writer, frame: &[u8]) -> Result<u64> {
-        if let Err(e) = w.wal.write_frame(frame) {
+    fn append(&self, w: &mut Writer, frame: &mut [u8]) -> Result<u64> {
+        // How much of this segment an fsync has covered: a later reader of the log uses it to
+        // tell a torn unsynced tail from damaged acknowledged data (see `wal`).
+        let durable = self
+            .synced_lsn_hint
+            .load(Ordering::Acquire)
+            .saturating_sub(w.seg_start_lsn)
+            .min(w.wal.len());
+        if let Err(e) = w.wal.write_frame(frame, durable) {
             self.set_poison(e.to_string());
             return Err(e);
         }
@@ -1076,6 +1091,8 @@ impl Inner {
             match result {
                 Ok(()) => {
                     s.synced_lsn = s.synced_lsn.max(target);
+                    self.synced_lsn_hint
+                        .fetch_max(s.synced_lsn, Ordering::AcqRel);
                     self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -1110,7 +1127,8 @@ impl Inner {
         let mut new_wal = WalWriter::create(&self.dir, seg)?;
         let relog = (|| {
             for (txid, ops) in self.pending.lock().iter() {
-                new_wal.write_frame(&wal::encode_prepare(*txid, ops)?)?;
+                // Nothing of the new segment is durable yet.
+                new_wal.write_frame(&mut wal::encode_prepare(*txid, ops)?, 0)?;
             }
             new_wal.force_sync()
         })();
@@ -1130,11 +1148,14 @@ impl Inner {
         self.counters
             .wal_active_bytes
             .store(relogged, Ordering::Relaxed);
+        w.seg_start_lsn = w.lsn;
         w.lsn += relogged;
         self.written_lsn.store(w.lsn, Ordering::Release);
         {
             let mut s = self.sync.lock();
             s.synced_lsn = s.synced_lsn.max(w.lsn);
+            self.synced_lsn_hint
+                .fetch_max(s.synced_lsn, Ordering::AcqRel);
             s.file = w.wal.handle();
             s.path = w.wal.path().to_path_buf();
         }

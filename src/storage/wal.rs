@@ -4,28 +4,32 @@
 //! back-to-back records:
 //!
 //! ```text
-//!   +-----------+-------------------+--------------------------------------------+
-//!   | len u32LE | crc32c(payload)   | payload (len bytes)                        |
-//!   |           | u32LE             |   kind u8 = 1 Batch   commit_ts u64, ops   |
-//!   |           |                   |   kind u8 = 2 Prepare txid u64, ops        |
-//!   |           |                   |   kind u8 = 3 Commit  txid u64, commit_ts  |
-//!   |           |                   |   kind u8 = 4 Abort   txid u64             |
-//!   +-----------+-------------------+--------------------------------------------+
-//!   ops = count u32, then per op: key_len u32, key, tag u8 (0 tombstone, 1 value),
-//!         and for values: val_len u32, val. All integers little-endian.
+//!   +-----------+-----------+-------------+------------------------------------------+
+//!   | len u32LE | crc u32LE | stamp u64LE | payload (len bytes)                      |
+//!   |           |           |             |   kind u8 = 1 Batch   commit_ts u64, ops |
+//!   |           |           |             |   kind u8 = 2 Prepare txid u64, ops      |
+//!   |           |           |             |   kind u8 = 3 Commit  txid u64, commit_ts|
+//!   |           |           |             |   kind u8 = 4 Abort   txid u64           |
+//!   +-----------+-----------+-------------+------------------------------------------+
+//!   crc = crc32c(payload, then stamp). ops = count u32, then per op: key_len u32, key,
+//!   tag u8 (0 tombstone, 1 value), and for values: val_len u32, val. Little-endian.
 //! ```
 //!
-//! A record is written with one `write` call and, under [`super::SyncMode::Fsync`], made durable with
-//! `fdatasync` before the caller is told it succeeded. Consequently only the very last record of
-//! the newest segment can be torn by a crash, and such a record was never acknowledged.
+//! **The stamp** is the offset up to which this segment was known durable (fsynced) when the
+//! record was written. Group commit writes many records between fsyncs, and after an OS crash
+//! or power loss the kernel may have written those unsynced records back in any order, so
+//! damage is not confined to the very last record. What separates "never acknowledged" from
+//! "acknowledged and then damaged" is whether an fsync covered the bad record, and the stamps of
+//! later records say exactly that.
 //!
-//! Replay distinguishes the two kinds of damage:
-//! - a bad record in the **last** segment that is plainly the tail of an interrupted append
-//!   (header or payload runs past end-of-file, the bad record ends exactly at end-of-file, or
-//!   everything from it to end-of-file is zero fill) is a torn tail: replay stops there and the
-//!   caller truncates it away;
-//! - any other bad record (wrong checksum or impossible length followed by more data, a bad
-//!   record in an older segment, or a checksum-valid payload that does not decode) is a
+//! Replay of a segment stops at the first bad record (bad length or checksum) at offset `X`:
+//! - in the **last** segment, if no later intact record (found by scanning the rest of the file
+//!   for a frame whose checksum verifies) carries a stamp past `X`, no fsync ever covered `X`:
+//!   it and everything after it were never acknowledged. That is a torn tail: replay stops and
+//!   the caller truncates it away. Cut-off appends, zero fill and scribbled unsynced records all
+//!   land here;
+//! - otherwise — a later record proves `X` was durable, or the bad record is in an older segment
+//!   (those were fsynced whole at rotation), or a checksum-valid payload does not decode — it is a
 //!   [`StorageError::Corruption`] naming the file and offset. Nothing is skipped silently.
 //!
 //! A length of zero is never valid (every payload has a kind byte), which keeps zero-filled
@@ -42,7 +46,10 @@ use super::{Result, StorageError, WriteOp, corruption, io_err};
 /// Upper bound on one record's payload. Larger batches are rejected up front; on replay a
 /// larger length field can only be damage.
 pub(crate) const MAX_RECORD_BYTES: usize = 1 << 30;
-const HEADER_LEN: usize = 8;
+const HEADER_LEN: usize = 16;
+/// The stamp of frames whose every predecessor is durable (manifest edits are fsynced one by
+/// one), so any later intact frame proves an earlier damaged one was durable.
+pub(crate) const STAMP_ALL_DURABLE: u64 = u64::MAX;
 
 const KIND_BATCH: u8 = 1;
 const KIND_PREPARE: u8 = 2;
@@ -110,11 +117,22 @@ impl FrameBuilder {
                 "WAL record of {payload_len} bytes exceeds the {MAX_RECORD_BYTES}-byte limit"
             )));
         }
+        // Until `stamp_frame` runs, the crc field holds the payload's crc alone, so stamping
+        // under the writer lock costs a checksum of 8 bytes, not of the whole payload.
         let crc = crc32c::crc32c(&self.buf[HEADER_LEN..]);
         self.buf[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
         Ok(self.buf)
     }
+}
+
+/// Completes a frame from `encode_*`: sets its stamp and the final checksum. Must be called
+/// exactly once per frame, before it is written (`WalWriter::write_frame` does it).
+pub(crate) fn stamp_frame(frame: &mut [u8], stamp: u64) {
+    let payload_crc = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"));
+    let crc = crc32c::crc32c_append(payload_crc, &stamp.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    frame[8..16].copy_from_slice(&stamp.to_le_bytes());
 }
 
 fn len_u32(n: usize, what: &str) -> Result<u32> {
@@ -305,9 +323,11 @@ impl WalWriter {
         Arc::clone(&self.file)
     }
 
-    /// Writes a frame without syncing. On error the segment may hold a partial frame, so the
-    /// caller must stop appending to it.
-    pub(crate) fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
+    /// Stamps a frame from `encode_*` with `durable` (the offset up to which this segment is
+    /// known fsynced) and writes it without syncing. On error the segment may hold a partial
+    /// frame, so the caller must stop appending to it.
+    pub(crate) fn write_frame(&mut self, frame: &mut [u8], stamp: u64) -> Result<()> {
+        stamp_frame(frame, stamp);
         (&*self.file).write_all(frame).map_err(io_err(&self.path))?;
         self.len += frame.len() as u64;
         Ok(())
@@ -323,7 +343,9 @@ impl WalWriter {
     /// commit; see `engine`).
     #[cfg(test)]
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<()> {
-        self.write_frame(frame)?;
+        // Everything before this record was fsynced by the previous append.
+        let durable = self.len;
+        self.write_frame(&mut frame.to_vec(), durable)?;
         self.force_sync()
     }
 
@@ -364,7 +386,8 @@ pub(crate) fn replay_segment(
     })
 }
 
-/// Encodes `payload` as one checksummed frame (the framing shared by WAL and manifest).
+/// Encodes `payload` as one complete checksummed frame stamped [`STAMP_ALL_DURABLE`] (the
+/// framing shared by WAL and manifest; manifest edits are fsynced one at a time).
 pub(crate) fn frame(payload: &[u8]) -> Result<Vec<u8>> {
     if payload.is_empty() || payload.len() > MAX_RECORD_BYTES {
         return Err(StorageError::InvalidArgument(format!(
@@ -375,8 +398,47 @@ pub(crate) fn frame(payload: &[u8]) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
     buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    buf.extend_from_slice(&[0u8; 8]);
     buf.extend_from_slice(payload);
+    stamp_frame(&mut buf, STAMP_ALL_DURABLE);
     Ok(buf)
+}
+
+/// Checks the frame starting at `buf[0]` (with at most `buf.len()` bytes available): its
+/// payload length and stamp if it is complete and its checksum verifies.
+fn intact_frame(buf: &[u8]) -> Option<(usize, u64)> {
+    let header = buf.get(..HEADER_LEN)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let payload = buf.get(HEADER_LEN..HEADER_LEN + len)?;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let stamp_bytes = &header[8..16];
+    let want = crc32c::crc32c_append(crc32c::crc32c(payload), stamp_bytes);
+    (want == crc).then(|| {
+        (
+            len,
+            u64::from_le_bytes(stamp_bytes.try_into().expect("8 bytes")),
+        )
+    })
+}
+
+/// After a bad record at `bad_at`, looks for an intact later frame whose stamp proves that an
+/// fsync covered `bad_at`; returns its offset. The scan tries every byte offset (a damaged
+/// length field gives no way to skip ahead), so it runs only on this error path.
+fn later_proof(file: &File, path: &Path, bad_at: u64, file_len: u64) -> Result<Option<u64>> {
+    let rest_len = usize::try_from(file_len - bad_at).unwrap_or(usize::MAX);
+    let mut rest = vec![0u8; rest_len];
+    read_exact_at(file, &mut rest, bad_at).map_err(io_err(path))?;
+    for start in 1..rest.len().saturating_sub(HEADER_LEN - 1) {
+        if let Some((_, stamp)) = intact_frame(&rest[start..])
+            && stamp > bad_at
+        {
+            return Ok(Some(bad_at + start as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads the checksummed frames of one log file (a WAL segment or a manifest), handing each
@@ -395,46 +457,47 @@ pub(crate) fn replay_frames(
 
     'records: while off < file_len {
         let remaining = file_len - off;
-        // `past_eof` / `at_eof` describe where the damaged record would end; they decide
-        // whether the damage looks like an interrupted append.
-        let (reason, past_eof, at_eof) = 'record: {
+        let reason = 'record: {
             if remaining < HEADER_LEN as u64 {
-                break 'record ("incomplete record header".to_owned(), true, false);
+                break 'record "incomplete record header".to_owned();
             }
             reader.read_exact(&mut header).map_err(io_err(path))?;
             let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as u64;
             let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
             let end = HEADER_LEN as u64 + len;
-            if end > remaining {
-                break 'record (
-                    format!("record length {len} runs past end of file"),
-                    true,
-                    false,
-                );
-            }
             if len == 0 || len > MAX_RECORD_BYTES as u64 {
-                break 'record (
-                    format!("impossible record length {len}"),
-                    false,
-                    end == remaining,
-                );
+                break 'record format!("impossible record length {len}");
+            }
+            if end > remaining {
+                break 'record format!("record length {len} runs past end of file");
             }
             payload.resize(len as usize, 0);
             reader.read_exact(&mut payload).map_err(io_err(path))?;
-            if crc32c::crc32c(&payload) != crc {
-                break 'record ("checksum mismatch".to_owned(), false, end == remaining);
+            if crc32c::crc32c_append(crc32c::crc32c(&payload), &header[8..16]) != crc {
+                break 'record "checksum mismatch".to_owned();
             }
             apply(off, &payload)?;
             off += end;
             continue 'records;
         };
 
-        let torn =
-            is_last && (past_eof || at_eof || zero_from(reader.get_ref(), path, off, file_len)?);
-        if !torn {
+        if !is_last {
             return Err(corruption(
                 path,
-                format!("bad log record at offset {off}: {reason}"),
+                format!(
+                    "bad log record at offset {off}: {reason} (this segment was fsynced whole \
+                     before a newer one began)"
+                ),
+            ));
+        }
+        if let Some(proof) = later_proof(reader.get_ref(), path, off, file_len)? {
+            return Err(corruption(
+                path,
+                format!(
+                    "bad log record at offset {off}: {reason}; the intact record at offset \
+                     {proof} was written after an fsync covered it, so acknowledged data is \
+                     damaged"
+                ),
             ));
         }
         return Ok(ReplayOutcome {
@@ -448,22 +511,6 @@ pub(crate) fn replay_frames(
         file_len,
         torn: None,
     })
-}
-
-/// True if every byte in `[from, to)` is zero: the shape of space a filesystem extended but an
-/// interrupted write never filled.
-fn zero_from(file: &File, path: &Path, from: u64, to: u64) -> Result<bool> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = from;
-    while pos < to {
-        let n = ((to - pos) as usize).min(buf.len());
-        read_exact_at(file, &mut buf[..n], pos).map_err(io_err(path))?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        pos += n as u64;
-    }
-    Ok(true)
 }
 
 /// Cuts a segment back to `len` bytes and makes the new length durable, so the torn bytes can
@@ -587,7 +634,9 @@ mod tests {
             assert_eq!(out.torn, None);
             // Restore the full record for the next cut.
             let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-            f.write_all(&encode(recs.last().unwrap())).unwrap();
+            let mut again = encode(recs.last().unwrap());
+            stamp_frame(&mut again, last);
+            f.write_all(&again).unwrap();
         }
     }
 
@@ -607,6 +656,7 @@ mod tests {
         // A full-length final record whose bytes never all reached the disk.
         truncate_segment(&path, good).unwrap();
         let mut frame = encode(&recs[0]);
+        stamp_frame(&mut frame, good);
         let n = frame.len();
         frame[n - 1] ^= 0xFF;
         f.write_all(&frame).unwrap();
@@ -658,15 +708,48 @@ mod tests {
     fn checksum_valid_but_undecodable_is_an_error_even_at_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_path(dir.path(), 1);
-        let payload = [42u8, 1, 2, 3];
-        let mut frame = Vec::new();
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
-        std::fs::write(&path, &frame).unwrap();
+        std::fs::write(&path, frame(&[42u8, 1, 2, 3]).unwrap()).unwrap();
         assert!(matches!(
             replay(&path, true),
             Err(StorageError::Corruption { .. })
         ));
+    }
+
+    /// Group commit: records 2 and 3 were written after the last fsync (their stamps stop at
+    /// record 2), so damage to record 2 with record 3 intact is an unacknowledged tail after
+    /// an OS crash, while damage to record 1 is proven durable by record 2's stamp.
+    #[test]
+    fn stamps_separate_an_unsynced_tail_from_damaged_durable_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_path(dir.path(), 1);
+        let recs = sample_records();
+        let mut w = WalWriter::create(dir.path(), 1).unwrap();
+        let mut offsets = Vec::new();
+        let mut durable = 0;
+        for (i, r) in recs.iter().take(4).enumerate() {
+            offsets.push(w.len());
+            w.write_frame(&mut encode(r), durable).unwrap();
+            if i < 2 {
+                w.force_sync().unwrap();
+                durable = w.len();
+            }
+        }
+        drop(w);
+        let good = std::fs::read(&path).unwrap();
+
+        let mut bytes = good.clone();
+        bytes[offsets[2] as usize + HEADER_LEN] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let (got, out) = replay(&path, true).unwrap();
+        assert_eq!(got, recs[..2]);
+        assert_eq!(out.valid_len, offsets[2]);
+        assert!(out.torn.is_some());
+
+        let mut bytes = good.clone();
+        bytes[offsets[1] as usize + HEADER_LEN] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = replay(&path, true).unwrap_err().to_string();
+        assert!(err.contains(&format!("offset {}", offsets[1])), "{err}");
+        assert!(err.contains(&format!("offset {}", offsets[2])), "{err}");
     }
 }
