@@ -711,16 +711,28 @@ impl Engine {
     /// memtable is in an L0 table.
     pub fn flush(&self) -> Result<()> {
         let inner = &self.inner;
-        {
+        // Everything written before this call lies in memtables feeding segments below
+        // `target`; later rotations (by concurrent writers) need not be waited for.
+        let target = {
             let mut w = inner.writer.lock();
             inner.check_poison()?;
             if !inner.state.read().active.is_empty() {
                 inner.rotate(&mut w)?;
             }
-        }
+            inner.state.read().immutables.first().map(|i| i.log_hi)
+        };
+        let Some(target) = target else {
+            return Ok(());
+        };
         let mut bg = inner.bg.lock();
         loop {
-            if inner.state.read().immutables.is_empty() {
+            let pending = inner
+                .state
+                .read()
+                .immutables
+                .iter()
+                .any(|i| i.log_hi <= target);
+            if !pending {
                 return Ok(());
             }
             if let Some(e) = &bg.flush_error {
@@ -1438,23 +1450,22 @@ impl Inner {
             .values()
             .flat_map(|ops| ops.iter().map(|op| op.key.clone()))
             .collect();
-        // Everything outside the inputs, as of now: data committed later is above the
-        // watermark, so it cannot be what a dropped tombstone must keep hiding.
-        let snap = Arc::clone(&self.state.read());
-        let others: Vec<Arc<Table>> = snap
-            .version
-            .all_tables()
-            .filter(|(_, t)| !input_ids.contains(&t.id()))
-            .map(|(_, t)| Arc::clone(t))
-            .collect();
-        let mems: Vec<Arc<Memtable>> = std::iter::once(Arc::clone(&snap.active))
-            .chain(snap.immutables.iter().map(|i| Arc::clone(&i.mem)))
-            .collect();
-        drop(snap);
+        // Everything outside the inputs, looked up at the moment a tombstone is judged (so the
+        // compaction pins no memtable): data committed after the watermark was set is above
+        // it and harmless; anything else is in a memtable or table found here, including
+        // memtables flushed to new L0 tables since the compaction began.
         let mut gc = GcIter::new(merged, watermark, |key: &[u8], ts: u64| {
-            prepared.contains(key)
-                || mems.iter().any(|m| m.has_version_below(key, ts))
-                || others.iter().any(|t| t.may_contain(key))
+            if prepared.contains(key) {
+                return true;
+            }
+            let c = Arc::clone(&self.state.read());
+            c.active.has_version_below(key, ts)
+                || c.immutables
+                    .iter()
+                    .any(|i| i.mem.has_version_below(key, ts))
+                || c.version
+                    .all_tables()
+                    .any(|(_, t)| !input_ids.contains(&t.id()) && t.may_contain(key))
         });
         let high_water = inputs
             .iter()
