@@ -237,6 +237,12 @@ fn remove_file_logged(path: &Path, why: &str) {
     }
 }
 
+/// Bytes preallocated per WAL segment: about one memtable's worth of records, within
+/// [1 MiB, 64 MiB]. A segment that outgrows it simply extends the file.
+fn wal_prealloc(opts: &EngineOptions) -> u64 {
+    (opts.memtable_limit_bytes as u64 + (1 << 20)).clamp(1 << 20, 64 << 20)
+}
+
 fn shutting_down() -> StorageError {
     StorageError::Poisoned("the engine is shutting down".to_owned())
 }
@@ -404,7 +410,10 @@ impl Engine {
             let path = wal_path(dir, seq);
             let is_last = i + 1 == live.len();
             let outcome = wal::replay_segment(&path, is_last, |rec| replayed.apply(&path, rec))?;
-            if let Some(reason) = &outcome.torn {
+            if outcome.torn.as_deref() == Some(wal::ZERO_FILL) {
+                // The unused, preallocated end of the segment.
+                wal::truncate_segment(&path, outcome.valid_len)?;
+            } else if let Some(reason) = &outcome.torn {
                 tracing::warn!(
                     path = %path.display(),
                     offset = outcome.valid_len,
@@ -430,7 +439,7 @@ impl Engine {
             Some(&seq) => {
                 // Replayed records are about to become visible; some were written but never
                 // fsynced before the crash, so make them durable first.
-                let mut w = WalWriter::open_append(dir, seq, last_len)?;
+                let mut w = WalWriter::open_append(dir, seq, last_len, wal_prealloc(&opts))?;
                 w.force_sync()?;
                 (
                     w,
@@ -439,7 +448,10 @@ impl Engine {
                     })?,
                 )
             }
-            None => (WalWriter::create(dir, first_expected)?, first_expected + 1),
+            None => (
+                WalWriter::create(dir, first_expected, wal_prealloc(&opts))?,
+                first_expected + 1,
+            ),
         };
         let wal_len = wal.len();
         let sync = SyncState {
@@ -1136,7 +1148,7 @@ impl Inner {
         }
         self.check_poison()?;
         let seg = w.next_segment;
-        let mut new_wal = WalWriter::create(&self.dir, seg)?;
+        let mut new_wal = WalWriter::create(&self.dir, seg, wal_prealloc(&self.opts))?;
         let relog = (|| {
             for (txid, ops) in self.pending.lock().iter() {
                 // Nothing of the new segment is durable yet.

@@ -36,11 +36,11 @@
 //! tails (whose "checksum" of an empty payload would be 0 and match) from parsing as records.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::{read_exact_at, sync_dir, wal_path};
+use super::files::{read_exact_at, sync_dir, wal_path, write_all_at};
 use super::{Result, StorageError, WriteOp, corruption, io_err};
 
 /// Upper bound on one record's payload. Larger batches are rejected up front; on replay a
@@ -273,13 +273,21 @@ pub(crate) struct WalWriter {
 impl WalWriter {
     /// Creates segment `seq` (which must not exist) and makes its directory entry durable, so a
     /// record later fsynced into it cannot vanish with the entry.
-    pub(crate) fn create(dir: &Path, seq: u64) -> Result<WalWriter> {
+    ///
+    /// The file is extended to `prealloc` bytes (zeros, sparse) and that size made durable up
+    /// front, so the `fdatasync` of each group commit need not also journal a new file size.
+    /// Replay treats the zeros after the last record as never-written space.
+    pub(crate) fn create(dir: &Path, seq: u64, prealloc: u64) -> Result<WalWriter> {
         let path = wal_path(dir, seq);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        if prealloc > 0 {
+            file.set_len(prealloc).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+        }
         sync_dir(dir)?;
         tracing::debug!(path = %path.display(), "created WAL segment");
         Ok(WalWriter {
@@ -292,12 +300,16 @@ impl WalWriter {
 
     /// Reopens existing segment `seq`, already cut back to its last good record at `len`,
     /// for further appends.
-    pub(crate) fn open_append(dir: &Path, seq: u64, len: u64) -> Result<WalWriter> {
+    pub(crate) fn open_append(dir: &Path, seq: u64, len: u64, prealloc: u64) -> Result<WalWriter> {
         let path = wal_path(dir, seq);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        if prealloc > len {
+            file.set_len(prealloc).map_err(io_err(&path))?;
+        }
+        file.sync_all().map_err(io_err(&path))?;
         Ok(WalWriter {
             file: Arc::new(file),
             path,
@@ -328,7 +340,7 @@ impl WalWriter {
     /// frame, so the caller must stop appending to it.
     pub(crate) fn write_frame(&mut self, frame: &mut [u8], stamp: u64) -> Result<()> {
         stamp_frame(frame, stamp);
-        (&*self.file).write_all(frame).map_err(io_err(&self.path))?;
+        write_all_at(&self.file, frame, self.len).map_err(io_err(&self.path))?;
         self.len += frame.len() as u64;
         Ok(())
     }
@@ -490,6 +502,14 @@ pub(crate) fn replay_frames(
                 ),
             ));
         }
+        if zero_from(reader.get_ref(), path, off, file_len)? {
+            // Preallocated space, or space the filesystem extended but never filled.
+            return Ok(ReplayOutcome {
+                valid_len: off,
+                file_len,
+                torn: Some(ZERO_FILL.to_owned()),
+            });
+        }
         if let Some(proof) = later_proof(reader.get_ref(), path, off, file_len)? {
             return Err(corruption(
                 path,
@@ -513,6 +533,24 @@ pub(crate) fn replay_frames(
     })
 }
 
+/// The torn-tail reason for a tail of zeros: preallocated space, not damage.
+pub(crate) const ZERO_FILL: &str = "zero fill";
+
+/// True if every byte in `[from, to)` is zero.
+fn zero_from(file: &File, path: &Path, from: u64, to: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(buf.len());
+        read_exact_at(file, &mut buf[..n], pos).map_err(io_err(path))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
 /// Cuts a segment back to `len` bytes and makes the new length durable, so the torn bytes can
 /// never be mistaken for data after a later append or crash.
 pub(crate) fn truncate_segment(path: &Path, len: u64) -> Result<()> {
@@ -528,6 +566,7 @@ pub(crate) fn truncate_segment(path: &Path, len: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn sample_records() -> Vec<WalRecord> {
         vec![
@@ -566,7 +605,7 @@ mod tests {
     }
 
     fn write_segment(dir: &Path, seq: u64, recs: &[WalRecord]) -> (PathBuf, Vec<u64>) {
-        let mut w = WalWriter::create(dir, seq).unwrap();
+        let mut w = WalWriter::create(dir, seq, 0).unwrap();
         let mut offsets = Vec::new();
         for r in recs {
             offsets.push(w.len());
@@ -723,7 +762,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_path(dir.path(), 1);
         let recs = sample_records();
-        let mut w = WalWriter::create(dir.path(), 1).unwrap();
+        let mut w = WalWriter::create(dir.path(), 1, 0).unwrap();
         let mut offsets = Vec::new();
         let mut durable = 0;
         for (i, r) in recs.iter().take(4).enumerate() {
