@@ -214,19 +214,34 @@ pub(crate) fn collect_visible(
     }
     match dir {
         Direction::Forward => {
-            // The key whose answer is already decided; its older versions are skipped.
-            let mut decided: Option<Vec<u8>> = None;
+            // The key whose answer is already decided; its older versions are skipped. When
+            // the answer was a value, the key is the last one pushed, so it is not copied.
+            enum Decided {
+                Nothing,
+                LastPushed,
+                Deleted(Vec<u8>),
+            }
+            let mut decided = Decided::Nothing;
             while let Some(e) = iter.next_entry()? {
-                if e.ts > read_ts || decided.as_deref() == Some(e.key.as_slice()) {
+                let skip = e.ts > read_ts
+                    || match &decided {
+                        Decided::Nothing => false,
+                        Decided::LastPushed => out.last().is_some_and(|(k, _)| *k == e.key),
+                        Decided::Deleted(k) => *k == e.key,
+                    };
+                if skip {
                     continue;
                 }
-                if let Some(v) = e.value {
-                    out.push((e.key.clone(), v));
-                    if out.len() == limit {
-                        break;
+                match e.value {
+                    Some(v) => {
+                        out.push((e.key, v));
+                        if out.len() == limit {
+                            break;
+                        }
+                        decided = Decided::LastPushed;
                     }
+                    None => decided = Decided::Deleted(e.key),
                 }
-                decided = Some(e.key);
             }
         }
         Direction::Reverse => {
