@@ -36,7 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::files::{sync_dir, tmp_path};
-use super::wal::{frame, replay_frames, truncate_segment};
+use super::wal::{Cursor, frame, replay_frames, truncate_segment};
 use super::{Result, corruption, io_err};
 
 /// Name of the pointer file.
@@ -166,42 +166,8 @@ pub(crate) fn encode_edit(changes: &[Change]) -> Vec<u8> {
     buf
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| format!("edit truncated at byte {}", self.pos))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-    fn bytes(&mut self) -> std::result::Result<Vec<u8>, String> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-}
-
 pub(crate) fn decode_edit(payload: &[u8]) -> std::result::Result<Vec<Change>, String> {
-    let mut c = Cursor {
-        buf: payload,
-        pos: 0,
-    };
+    let mut c = Cursor::new(payload);
     let n = c.u32()? as usize;
     let mut out = Vec::with_capacity(n.min(payload.len() / 9));
     for _ in 0..n {

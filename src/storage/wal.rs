@@ -173,14 +173,24 @@ pub(crate) fn encode_abort(txid: u64) -> Result<Vec<u8>> {
     f.finish()
 }
 
-/// Bounds-checked little-endian reader over a payload.
-struct Cursor<'a> {
+/// Bounds-checked little-endian reader over a log payload (WAL records and manifest edits).
+pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+    pub(crate) fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+
+    /// A length-prefixed (u32) byte string.
+    pub(crate) fn bytes(&mut self) -> std::result::Result<Vec<u8>, String> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
         let end = self
             .pos
             .checked_add(n)
@@ -191,17 +201,17 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self) -> std::result::Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> std::result::Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> std::result::Result<u32, String> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn u64(&mut self) -> std::result::Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
@@ -231,10 +241,7 @@ impl<'a> Cursor<'a> {
 
 /// Decodes a checksum-verified payload.
 pub(crate) fn decode(payload: &[u8]) -> std::result::Result<WalRecord, String> {
-    let mut c = Cursor {
-        buf: payload,
-        pos: 0,
-    };
+    let mut c = Cursor::new(payload);
     let rec = match c.u8()? {
         KIND_BATCH => WalRecord::Batch {
             commit_ts: c.u64()?,
