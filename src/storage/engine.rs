@@ -1142,7 +1142,9 @@ impl Inner {
         // A failed group-commit fsync poisons without the writer lock; Linux reports an fsync
         // error only once, so a later fsync succeeding proves nothing about the failed writes.
         self.check_poison()?;
-        if let Err(e) = w.wal.force_sync() {
+        // Sealed before the new segment exists: a crash in between leaves it the newest
+        // segment, whose zero tail replay accepts.
+        if let Err(e) = w.wal.seal() {
             self.set_poison(e.to_string());
             return Err(e);
         }

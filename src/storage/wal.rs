@@ -352,6 +352,14 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Cuts the preallocated space off a segment that is being closed and makes its records and
+    /// its exact length durable. Once a newer segment exists, replay expects this one to end at
+    /// its last record (anything else there is damage to fsynced data).
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        self.file.set_len(self.len).map_err(io_err(&self.path))?;
+        self.file.sync_all().map_err(io_err(&self.path))
+    }
+
     /// Makes everything written so far durable regardless of the sync mode. Used when older
     /// segments are about to be deleted, which must never depend on an unsynced write.
     pub(crate) fn force_sync(&mut self) -> Result<()> {
@@ -748,6 +756,31 @@ mod tests {
             Err(StorageError::Corruption { .. })
         ));
         assert!(replay(&path, true).unwrap().1.torn.is_some());
+    }
+
+    #[test]
+    fn preallocated_zero_tail_is_unused_space_until_the_segment_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let mut w = WalWriter::create(dir.path(), 1, 1 << 20).unwrap();
+        for r in &recs {
+            let durable = w.len();
+            w.write_frame(&mut encode(r), durable).unwrap();
+        }
+        let written = w.len();
+        let path = w.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        // As the newest segment, the zeros after the records are simply unused.
+        let (got, out) = replay(&path, true).unwrap();
+        assert_eq!((got, out.valid_len), (recs.clone(), written));
+        assert_eq!(out.torn.as_deref(), Some(ZERO_FILL));
+        // Unsealed, an older segment with a zero tail would be damage; sealed, it ends exactly
+        // at its last record.
+        assert!(replay(&path, false).is_err());
+        w.seal().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written);
+        let (got, out) = replay(&path, false).unwrap();
+        assert_eq!((got, out.torn), (recs, None));
     }
 
     #[test]
