@@ -151,49 +151,24 @@ async fn columns_have_the_documented_names_and_types() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memtable_and_wal_grow_after_inserts() {
+async fn storage_counters_grow_after_inserts() {
     let server = common::TestServer::start(SHARDS).await;
     let client = server.connect().await;
     client
         .batch_execute("CREATE TABLE kv (k bigint PRIMARY KEY, v text)")
         .await
         .unwrap();
-    let (mem_before, wal_before) = (
-        total(&client, "memtable_bytes").await,
-        total(&client, "wal_bytes").await,
-    );
+    let columns = ["memtable_bytes", "wal_bytes", "wal_records", "wal_syncs"];
+    let mut before = Vec::new();
+    for c in columns {
+        before.push(total(&client, c).await);
+    }
+    // Single-row inserts each commit on one shard with one fsynced WAL record.
     insert_rows(&client, 0, 50).await;
-    let (mem_after, wal_after) = (
-        total(&client, "memtable_bytes").await,
-        total(&client, "wal_bytes").await,
-    );
-    assert!(
-        mem_after > mem_before,
-        "memtable_bytes {mem_before} -> {mem_after}"
-    );
-    assert!(
-        wal_after > wal_before,
-        "wal_bytes {wal_before} -> {wal_after}"
-    );
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wal_records_grow_after_inserts() {
-    let server = common::TestServer::start(SHARDS).await;
-    let client = server.connect().await;
-    client
-        .batch_execute("CREATE TABLE kv (k bigint PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    let before = total(&client, "wal_records").await;
-    // Single-row inserts each commit on one shard with one WAL record.
-    insert_rows(&client, 0, 20).await;
-    let after = total(&client, "wal_records").await;
-    assert!(
-        after > before,
-        "wal_records {before} -> {after} after 20 single-row inserts"
-    );
+    for (c, b) in columns.iter().zip(before) {
+        let after = total(&client, c).await;
+        assert!(after > b, "{c} {b} -> {after} after 50 single-row inserts");
+    }
     server.stop().await;
 }
 

@@ -23,6 +23,7 @@ use crate::sql::expr::EvalContext;
 use crate::storage::{Engine, EngineOptions, SyncMode};
 use crate::txn::clock::HybridClock;
 use crate::txn::coordinator::Coordinator;
+use crate::txn::snapshots::Registered;
 use crate::types::cast::{self, CastContext};
 use crate::types::format::format_text;
 use crate::types::{DataType, Row, Value, row};
@@ -44,6 +45,15 @@ pub struct DbOptions {
     pub statement_mem_bytes: usize,
 }
 
+/// What a writing statement holds from its first read to its commit: the coordinator's write
+/// lock, a registered read snapshot (so garbage collection keeps what it reads), and an
+/// executor reading at that snapshot.
+struct WriteStatement<'a> {
+    _write: parking_lot::MutexGuard<'a, ()>,
+    _snapshot: Registered,
+    exec: Executor<'a>,
+}
+
 pub struct Database {
     pub catalog: Catalog,
     pub coordinator: Coordinator,
@@ -58,6 +68,18 @@ struct ClusterFile {
 }
 
 impl Database {
+    fn begin_write<'a>(&'a self, params: &'a [Value]) -> WriteStatement<'a> {
+        let write = self.coordinator.write_guard();
+        let snapshot = self.coordinator.begin_read();
+        let exec = Executor::new(&self.coordinator, &self.placement, snapshot.ts(), params)
+            .with_mem_limit(self.statement_mem_bytes);
+        WriteStatement {
+            _write: write,
+            _snapshot: snapshot,
+            exec,
+        }
+    }
+
     /// Opens (or creates) the data directory, recovers every shard and resolves in-doubt
     /// two-phase commits. Blocking: call from a blocking context.
     pub fn open(opts: &DbOptions) -> SqlResult<Arc<Database>> {
@@ -426,11 +448,8 @@ impl Session {
 
     fn insert(&mut self, p: InsertPlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let _write = db.coordinator.write_guard();
-        let snapshot = db.coordinator.begin_read();
-        let read_ts = snapshot.ts();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
-            .with_mem_limit(db.statement_mem_bytes);
+        let statement = db.begin_write(params);
+        let exec = &statement.exec;
         let source = exec.run(&p.source, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
@@ -458,7 +477,7 @@ impl Session {
             }
             check_not_null(table, &row)?;
             let pk = encode_pk(&row, &table.primary_key, &types);
-            if !new_keys.insert(pk.clone()) || self.key_exists(table, &pk, read_ts)? {
+            if !new_keys.insert(pk.clone()) || self.key_exists(table, &pk, exec.read_ts)? {
                 return Err(duplicate_key(table, &row));
             }
             let shard = db.placement.shard_for_key(&pk);
@@ -472,7 +491,7 @@ impl Session {
         }
         db.coordinator.commit(writes)?;
         let tag = format!("INSERT 0 {}", inserted.len());
-        self.returning_outcome(p.returning, &inserted, params, tag, &exec)
+        self.returning_outcome(p.returning, &inserted, params, tag, exec)
     }
 
     fn key_exists(&self, table: &TableDef, pk: &[u8], read_ts: u64) -> SqlResult<bool> {
@@ -491,11 +510,8 @@ impl Session {
 
     fn update(&mut self, p: UpdatePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let _write = db.coordinator.write_guard();
-        let snapshot = db.coordinator.begin_read();
-        let read_ts = snapshot.ts();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
-            .with_mem_limit(db.statement_mem_bytes);
+        let statement = db.begin_write(params);
+        let exec = &statement.exec;
         let old_rows = exec.run(&p.scan, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
@@ -518,7 +534,9 @@ impl Session {
             let ok = encode_pk(old, &table.primary_key, &types);
             let nk = encode_pk(new, &table.primary_key, &types);
             if !new_keys.insert(nk.clone())
-                || (ok != nk && !old_keys.contains(&nk) && self.key_exists(table, &nk, read_ts)?)
+                || (ok != nk
+                    && !old_keys.contains(&nk)
+                    && self.key_exists(table, &nk, exec.read_ts)?)
             {
                 return Err(duplicate_key(table, new));
             }
@@ -547,16 +565,13 @@ impl Session {
         }
         db.coordinator.commit(writes)?;
         let tag = format!("UPDATE {}", new_rows.len());
-        self.returning_outcome(p.returning, &new_rows, params, tag, &exec)
+        self.returning_outcome(p.returning, &new_rows, params, tag, exec)
     }
 
     fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let _write = db.coordinator.write_guard();
-        let snapshot = db.coordinator.begin_read();
-        let read_ts = snapshot.ts();
-        let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
-            .with_mem_limit(db.statement_mem_bytes);
+        let statement = db.begin_write(params);
+        let exec = &statement.exec;
         let rows = exec.run(&p.scan, &[])?;
         let table = &p.table;
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
@@ -573,7 +588,7 @@ impl Session {
         }
         db.coordinator.commit(writes)?;
         let tag = format!("DELETE {}", rows.len());
-        self.returning_outcome(p.returning, &rows, params, tag, &exec)
+        self.returning_outcome(p.returning, &rows, params, tag, exec)
     }
 
     /// Deletes a dropped table's rows, shard by shard, a page at a time.
