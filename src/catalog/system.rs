@@ -290,7 +290,12 @@ mod tests {
     use crate::storage::EngineStats;
 
     fn stats(shard: usize, storage: EngineStats) -> ShardStats {
-        ShardStats { shard, storage }
+        ShardStats {
+            shard,
+            storage,
+            indexes: Vec::new(),
+            pool: Default::default(),
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use crate::error::SqlError;
 use crate::shard::Shard;
 use crate::sql::expr::Expr;
-use crate::types::Row;
+use crate::types::{DataType, Row};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
@@ -41,6 +41,89 @@ pub struct ScanRequest {
     pub limit: usize,
     /// Rows not satisfying the filter (NULL counts as false) are not returned.
     pub filter: Option<Expr>,
+}
+
+/// One column of an index key: which row column, its type (for the key encoding) and its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexColumn {
+    /// Position of the column in the table's row.
+    pub ordinal: usize,
+    pub ty: DataType,
+    /// DESC: the complemented key encoding, so NULLs come first (PostgreSQL's DESC default).
+    pub desc: bool,
+}
+
+/// What a shard needs to maintain and use one secondary index on its part of a table. Stored
+/// in the index file itself, so a shard knows its indexes without the catalog.
+///
+/// An index entry is `encode_key_tuple(index column values) ‖ encoded primary key` (the bytes
+/// after the table prefix of the row's engine key), so entries are unique even when index
+/// values repeat, and a reader finds the row from the entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexSpec {
+    pub index_id: u32,
+    pub table_id: u32,
+    pub name: String,
+    pub columns: Vec<IndexColumn>,
+    pub unique: bool,
+}
+
+/// A range scan through a secondary index on one shard. The shard walks the entries within the
+/// bounds in index order (descending if `reverse`), reads each entry's row at `read_ts`, keeps it
+/// only if that row version still has the entry's key (so entries of other versions and of
+/// uncommitted writes are skipped) and passes `filter`, and returns the rows in index order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexScanRequest {
+    pub index_id: u32,
+    /// Bounds on entry keys: memcomparable index-tuple prefixes. Because an entry continues
+    /// after its index values (with the primary key), "all entries with prefix p" is
+    /// `[Included(p), Excluded(prefix_successor(p)))`.
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+    pub reverse: bool,
+    pub read_ts: u64,
+    /// At most this many entries are examined per request; the response says where to resume.
+    pub limit: usize,
+    pub filter: Option<Expr>,
+}
+
+/// One value tuple to check against a unique index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UniqueProbe {
+    /// The memcomparable encoding of the index columns' values (no primary-key suffix).
+    pub key: Vec<u8>,
+}
+
+/// Health and size of one index on one shard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexStats {
+    pub index_id: u32,
+    pub table_id: u32,
+    pub name: String,
+    pub entries: u64,
+    pub height: u32,
+    pub pages: u64,
+    pub leaf_pages: u64,
+    pub dirty_pages: u64,
+    pub file_bytes: u64,
+    /// WAL position of this index's last checkpoint.
+    pub checkpoint_lsn: u64,
+    /// Set only by `ShardRequest::CheckIndexes`: `None` if the invariant check passed,
+    /// otherwise what it found.
+    pub check_error: Option<String>,
+}
+
+/// The shard's buffer pool (shared by all its indexes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolStats {
+    pub capacity_pages: u64,
+    pub resident_pages: u64,
+    pub dirty_pages: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub page_writes: u64,
+    pub checkpoints: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,12 +161,40 @@ pub enum ShardRequest {
     GcWatermark {
         ts: u64,
     },
+    /// Builds `spec`'s index from the table's rows visible at `read_ts` (bulk-loaded bottom
+    /// up) and maintains it from then on. The caller keeps writes to the table out until the
+    /// build returned. Durable when it returns.
+    CreateIndex {
+        spec: IndexSpec,
+        read_ts: u64,
+    },
+    /// Forgets an index and deletes its file. Dropping an unknown index is not an error.
+    DropIndex {
+        index_id: u32,
+    },
+    /// Drops every index whose id is not listed (reconciles with the catalog at startup,
+    /// after a crash between a shard-side and a catalog-side change).
+    RetainIndexes {
+        index_ids: Vec<u32>,
+    },
+    IndexScan(IndexScanRequest),
+    /// For each probe, the engine keys of rows whose latest committed version has exactly
+    /// those values in the (unique) index's columns. The caller ignores the rows it is
+    /// writing itself and probes with NULLs never (NULLs are distinct).
+    UniqueCheck {
+        index_id: u32,
+        probes: Vec<UniqueProbe>,
+    },
+    /// Runs the page-level invariant checker on every index of this shard.
+    CheckIndexes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardStats {
     pub shard: usize,
     pub storage: crate::storage::EngineStats,
+    pub indexes: Vec<IndexStats>,
+    pub pool: PoolStats,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +209,10 @@ pub enum ShardResponse {
     TxIds(Vec<u64>),
     Timestamp(u64),
     Stats(ShardStats),
+    /// `UniqueCheck`: (probe position, engine key of a row holding those values).
+    UniqueHits(Vec<(usize, Vec<u8>)>),
+    /// `CheckIndexes`.
+    IndexChecks(Vec<IndexStats>),
 }
 
 /// How the coordinator reaches one shard.

@@ -84,7 +84,18 @@ impl Shard {
             ShardRequest::Stats => Ok(ShardResponse::Stats(ShardStats {
                 shard: self.id,
                 storage: self.engine.stats(),
+                indexes: Vec::new(),
+                pool: Default::default(),
             })),
+            ShardRequest::CreateIndex { .. }
+            | ShardRequest::DropIndex { .. }
+            | ShardRequest::RetainIndexes { .. }
+            | ShardRequest::IndexScan(_)
+            | ShardRequest::UniqueCheck { .. }
+            | ShardRequest::CheckIndexes => Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "indexes are not implemented on this shard yet",
+            )),
         }
     }
 
