@@ -135,7 +135,7 @@ impl Database {
         let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(shards);
         for i in 0..shards {
             let dir = opts.data_dir.join(format!("shard-{i}"));
-            let shard = Shard::open(i, &dir, engine_opts()).map_err(crate::shard::storage_error)?;
+            let shard = Shard::open(i, &dir, engine_opts())?;
             clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
         }
         let clock = Arc::new(HybridClock::new());
