@@ -598,9 +598,17 @@ impl ShardIndexes {
         r
     }
 
-    fn apply_changes(&self, changes: &[Change]) -> SqlResult<()> {
-        let trees = self.trees.read();
+    /// Applies changes to the trees (the caller logs them next). A statement may change more
+    /// pages than the pool can hold dirty, so this checkpoints whenever half the pool is dirty
+    /// — also between changes not logged yet, which is safe: an unlogged change is an insert
+    /// whose row is not written yet (harmless if it never is; replayed again if it is) or a
+    /// deletion of an entry that is dead already.
+    fn apply_changes(&self, engine: &Engine, changes: &[Change]) -> SqlResult<()> {
+        let trees: BTreeMap<u32, Arc<OpenIndex>> = self.trees.read().clone();
         for c in changes {
+            if self.pool.dirty_pages() * 2 > self.pool.capacity_pages() {
+                self.checkpoint_locked(engine)?;
+            }
             if let Some(t) = trees.get(&c.index_id) {
                 match c.kind {
                     Kind::Insert => t.tree.insert(&c.entry),
@@ -655,7 +663,7 @@ impl ShardIndexes {
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
         let (mut changes, replaced) = self.changes_for(engine, &batch.ops)?;
         changes.extend(Self::dead(replaced, commit_ts));
-        self.apply_changes(&changes)?;
+        self.apply_changes(engine, &changes)?;
         self.note(&changes);
         let redo = encode_redo(&changes);
         engine
@@ -675,7 +683,7 @@ impl ShardIndexes {
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
         let (changes, replaced) = self.changes_for(engine, &ops)?;
         self.note(&changes);
-        self.apply_changes(&changes)?;
+        self.apply_changes(engine, &changes)?;
         let produced = changes
             .iter()
             .map(|c| (c.index_id, c.entry.clone()))
@@ -750,7 +758,7 @@ impl ShardIndexes {
                 entry,
             })
             .collect();
-        self.apply_changes(&changes)?;
+        self.apply_changes(engine, &changes)?;
         engine
             .log_redo(&encode_redo(&changes), &mut |_| drop(held.take()))
             .map_err(storage_error)?;

@@ -421,3 +421,40 @@ fn many_writes_force_checkpoints_and_wal_trimming() {
     assert_eq!(got, want.into_iter().map(|(_, id)| id).collect::<Vec<_>>());
     check_indexes(&shard);
 }
+
+/// One statement may dirty far more pages than the pool holds: it checkpoints as it goes.
+#[test]
+fn one_write_set_larger_than_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = open(dir.path());
+    shard
+        .handle(ShardRequest::CreateIndex {
+            spec: spec_v(),
+            read_ts: 1,
+        })
+        .unwrap();
+    let writes: Vec<RowWrite> = (0..4000i64)
+        .map(|i| write(i, Some((Some(((i * 7919) % 4001) as i32), String::new()))))
+        .collect();
+    shard
+        .handle(ShardRequest::Apply {
+            commit_ts: 2,
+            writes,
+        })
+        .unwrap();
+    let got = scan_all(
+        &shard,
+        10,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        false,
+        2,
+        500,
+    );
+    assert_eq!(got.len(), 4000);
+    shard.crash();
+    let shard = open(dir.path());
+    let got = scan_all(&shard, 10, Bound::Unbounded, Bound::Unbounded, true, 2, 500);
+    assert_eq!(got.len(), 4000);
+    check_indexes(&shard);
+}
