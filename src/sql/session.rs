@@ -13,7 +13,9 @@ use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::id::SnowflakeGenerator;
 use crate::placement::Placement;
 use crate::rpc::ScanRequest;
-use crate::rpc::{LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse};
+use crate::rpc::{
+    LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse, UniqueProbe,
+};
 use crate::shard::{Shard, keys};
 use crate::sql::binder::{
     Binder, Bound, ColumnSource, DeletePlan, InsertPlan, OutputColumn, Returning, UpdatePlan,
@@ -26,7 +28,7 @@ use crate::txn::coordinator::Coordinator;
 use crate::txn::snapshots::Registered;
 use crate::types::cast::{self, CastContext};
 use crate::types::format::format_text;
-use crate::types::{DataType, Row, Value, row};
+use crate::types::{DataType, Row, Value, keycode, row};
 use sqlparser::ast;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -747,9 +749,91 @@ impl Session {
             });
             inserted.push(row);
         }
+        let own: HashSet<Vec<u8>> = new_keys
+            .iter()
+            .map(|pk| keys::row_key(table.id, pk))
+            .collect();
+        self.check_unique_indexes(table, &inserted, &own, None)?;
         db.coordinator.commit(writes)?;
         let tag = format!("INSERT 0 {}", inserted.len());
         self.returning_outcome(p.returning, &inserted, params, tag, exec)
+    }
+
+    /// Unique indexes: no two rows of `rows` (the statement's new row versions) and no stored
+    /// row outside the statement may hold the same non-NULL key. Stored rows are probed with
+    /// one `UniqueCheck` per index per shard; hits on `own` engine keys (rows this statement
+    /// rewrites or writes) are ignored because their new values are among `rows`. With
+    /// `changed` (an UPDATE's assigned columns), indexes none of whose columns change are
+    /// skipped: each row keeps the key it already held uniquely.
+    ///
+    /// Safe against concurrent writers because writing statements hold the coordinator's
+    /// write lock from their first read to their commit.
+    fn check_unique_indexes(
+        &self,
+        table: &TableDef,
+        rows: &[Row],
+        own: &HashSet<Vec<u8>>,
+        changed: Option<&[usize]>,
+    ) -> SqlResult<()> {
+        const PROBE_BATCH: usize = 4096;
+        let db = &self.db;
+        for index in table.secondary_indexes().filter(|i| i.unique) {
+            let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
+            if let Some(changed) = changed
+                && !cols.iter().any(|c| changed.contains(c))
+            {
+                continue;
+            }
+            let types: Vec<DataType> = cols.iter().map(|c| table.columns[*c].ty).collect();
+            let desc: Vec<bool> = index.columns.iter().map(|c| c.desc).collect();
+            let violation = |row: &Row| {
+                SqlError::new(
+                    sqlstate::UNIQUE_VIOLATION,
+                    format!(
+                        "duplicate key value violates unique constraint \"{}\"",
+                        index.name
+                    ),
+                )
+                .with_detail(format!("Key {} already exists.", key_text(table, &cols, row)))
+            };
+            let mut seen: HashSet<Vec<u8>> = HashSet::new();
+            let mut probes: Vec<UniqueProbe> = Vec::new();
+            let mut probe_rows: Vec<usize> = Vec::new();
+            for (ri, row) in rows.iter().enumerate() {
+                let values: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+                if values.iter().any(Value::is_null) {
+                    continue; // NULLs are distinct
+                }
+                let mut key = Vec::new();
+                keycode::encode_key_tuple(&values, &types, &desc, &mut key);
+                if !seen.insert(key.clone()) {
+                    return Err(violation(row));
+                }
+                probes.push(UniqueProbe { key });
+                probe_rows.push(ri);
+            }
+            for (chunk_no, chunk) in probes.chunks(PROBE_BATCH).enumerate() {
+                for shard in 0..db.placement.shard_count() {
+                    let resp = db.coordinator.call(
+                        shard,
+                        ShardRequest::UniqueCheck {
+                            index_id: index.id,
+                            probes: chunk.to_vec(),
+                        },
+                    )?;
+                    let ShardResponse::UniqueHits(hits) = resp else {
+                        return Err(SqlError::internal("unexpected shard response to UniqueCheck"));
+                    };
+                    if let Some((pos, _)) = hits.iter().find(|(_, key)| !own.contains(key)) {
+                        let ri = probe_rows
+                            .get(chunk_no * PROBE_BATCH + pos)
+                            .ok_or_else(|| SqlError::internal("UniqueCheck hit out of range"))?;
+                        return Err(violation(&rows[*ri]));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn key_exists(&self, table: &TableDef, pk: &[u8], read_ts: u64) -> SqlResult<bool> {
@@ -799,6 +883,13 @@ impl Session {
                 return Err(duplicate_key(table, new));
             }
         }
+        let own: HashSet<Vec<u8>> = old_keys
+            .iter()
+            .chain(new_keys.iter())
+            .map(|pk| keys::row_key(table.id, pk))
+            .collect();
+        let assigned: Vec<usize> = p.assignments.iter().map(|(c, _)| *c).collect();
+        self.check_unique_indexes(table, &new_rows, &own, Some(&assigned))?;
         let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
         for ok in old_keys.iter().filter(|k| !new_keys.contains(*k)) {
             writes
