@@ -11,6 +11,7 @@ use crate::catalog::{
     ViewDef,
 };
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::sql::access;
 use crate::sql::expr::{CastCtx, CmpOp, Expr, SubqueryKind};
 use crate::sql::functions;
 use crate::sql::plan::{Access, AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
@@ -143,6 +144,16 @@ pub struct Binder<'a> {
     correlated: RefCell<Vec<bool>>,
     ctes: RefCell<Vec<HashMap<String, CteDef>>>,
     depth: Cell<usize>,
+    /// The tables scanned by this statement, for choosing indexes.
+    tables: RefCell<HashMap<u32, Arc<TableDef>>>,
+    /// `enable_indexscan`: when off, scans never use secondary indexes.
+    index_scans: bool,
+}
+
+/// What filter pushdown needs to pick access paths.
+pub struct AccessCtx<'a> {
+    pub tables: &'a HashMap<u32, Arc<TableDef>>,
+    pub index_scans: bool,
 }
 
 const MAX_DEPTH: usize = 64;
@@ -348,7 +359,27 @@ impl<'a> Binder<'a> {
             correlated: RefCell::new(Vec::new()),
             ctes: RefCell::new(Vec::new()),
             depth: Cell::new(0),
+            tables: RefCell::new(HashMap::new()),
+            index_scans: true,
         }
+    }
+
+    /// Whether scans may use secondary indexes (the `enable_indexscan` setting).
+    pub fn with_index_scans(mut self, on: bool) -> Self {
+        self.index_scans = on;
+        self
+    }
+
+    fn push_filter(&self, plan: Plan, pred: Expr) -> Plan {
+        let tables = self.tables.borrow();
+        push_filter(
+            plan,
+            pred,
+            &AccessCtx {
+                tables: &tables,
+                index_scans: self.index_scans,
+            },
+        )
     }
 
     /// Parameter types as inferred (unknown ones default to text).
@@ -862,7 +893,8 @@ impl<'a> Binder<'a> {
         )
     }
 
-    fn scan_plan(table: &TableDef) -> Plan {
+    fn scan_plan(&self, table: &Arc<TableDef>) -> Plan {
+        self.tables.borrow_mut().insert(table.id, table.clone());
         Plan::Scan {
             table_id: table.id,
             table_name: table.name.clone(),
@@ -1208,16 +1240,16 @@ impl<'a> Binder<'a> {
 
     fn bind_dml_scan(
         &self,
-        table: &TableDef,
+        table: &Arc<TableDef>,
         scope: &Scope,
         selection: &Option<ast::Expr>,
     ) -> SqlResult<Plan> {
-        let plan = Self::scan_plan(table);
+        let plan = self.scan_plan(table);
         match selection {
             None => Ok(plan),
             Some(w) => {
                 let pred = self.bind_predicate(w, scope, &[], "WHERE")?;
-                Ok(push_filter(plan, pred))
+                Ok(self.push_filter(plan, pred))
             }
         }
     }
@@ -1354,7 +1386,10 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        let plan = self.bind_limit(plan, limit.as_ref(), offset.as_ref(), outer)?;
+        let mut plan = self.bind_limit(plan, limit.as_ref(), offset.as_ref(), outer)?;
+        if self.index_scans {
+            access::apply_top_n(&mut plan, &self.tables.borrow());
+        }
         Ok((plan, scope))
     }
 
@@ -1700,7 +1735,7 @@ impl<'a> Binder<'a> {
         // WHERE
         if let Some(w) = &sel.selection {
             let pred = self.bind_predicate(w, &scope, outer, "WHERE")?;
-            plan = push_filter(plan, pred);
+            plan = self.push_filter(plan, pred);
         }
         // Aggregation?
         let group_exprs_ast: &[ast::Expr] = match &sel.group_by {
@@ -2208,7 +2243,7 @@ impl<'a> Binder<'a> {
             return Ok((plan, scope));
         }
         match self.catalog.get(name) {
-            Some(Relation::Table(t)) => Ok((Self::scan_plan(&t), Self::table_scope(&t, name))),
+            Some(Relation::Table(t)) => Ok((self.scan_plan(&t), Self::table_scope(&t, name))),
             Some(Relation::View(v)) => {
                 let q = crate::sql::parser::parse_query(&v.sql)?;
                 let saved = std::mem::take(&mut *self.ctes.borrow_mut());
@@ -3581,13 +3616,13 @@ fn remap_outer_expr(
 
 /// Splits a filter over `plan`'s output into the parts a shard can run (pushed into scans, also
 /// through inner joins) and the rest, and recognises primary-key point lookups.
-pub fn push_filter(plan: Plan, pred: Expr) -> Plan {
+pub fn push_filter(plan: Plan, pred: Expr, cx: &AccessCtx<'_>) -> Plan {
     let mut parts = Vec::new();
     conjuncts(pred, &mut parts);
-    push_conjuncts(plan, parts)
+    push_conjuncts(plan, parts, cx)
 }
 
-fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
+fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
     if parts.is_empty() {
         return plan;
     }
@@ -3613,7 +3648,17 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
                 }
             }
             let access = match access {
-                Access::Full => point_access(&primary_key, ship.iter().chain(keep.iter())),
+                Access::Full | Access::Index(_) => {
+                    match point_access(&primary_key, ship.iter().chain(keep.iter())) {
+                        Access::Full if cx.index_scans => cx
+                            .tables
+                            .get(&table_id)
+                            .and_then(|t| access::choose_index(t, ship.iter().chain(keep.iter())))
+                            .map(|ix| Access::Index(Box::new(ix)))
+                            .unwrap_or(Access::Full),
+                        a => a,
+                    }
+                }
                 a => a,
             };
             let scan = Plan::Scan {
@@ -3659,8 +3704,8 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
                     rest.push(p);
                 }
             }
-            let left = push_conjuncts(*left, to_left);
-            let right = push_conjuncts(*right, to_right);
+            let left = push_conjuncts(*left, to_left, cx);
+            let right = push_conjuncts(*right, to_right, cx);
             let on = and_all(rest);
             let equi = on
                 .as_ref()

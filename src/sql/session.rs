@@ -387,6 +387,8 @@ impl Session {
             ("search_path", "\"$user\", public"),
             ("extra_float_digits", "1"),
             ("application_name", ""),
+            ("enable_indexscan", "on"),
+            ("enable_seqscan", "on"),
         ] {
             settings.insert(k.to_string(), v.to_string());
         }
@@ -403,7 +405,9 @@ impl Session {
         stmt: &ast::Statement,
         param_types: &[Option<DataType>],
     ) -> SqlResult<Described> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
+            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+        );
         let bound = binder.bind_statement(stmt)?;
         let columns = match &bound {
             Bound::Query { columns, .. } => columns.clone(),
@@ -436,7 +440,9 @@ impl Session {
         param_types: &[Option<DataType>],
         params: &[Value],
     ) -> SqlResult<Outcome> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
+            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+        );
         let bound = binder.bind_statement(stmt)?;
         self.run_bound(bound, params)
     }
@@ -622,6 +628,11 @@ impl Session {
                         )));
                     }
                 }
+                let value = if BOOL_SETTINGS.contains(&name.as_str()) {
+                    parse_bool_setting(&name, &value)?.to_string()
+                } else {
+                    value
+                };
                 self.settings.insert(name, value);
                 Ok(Outcome::Command { tag: "SET".into() })
             }
@@ -794,7 +805,10 @@ impl Session {
                         index.name
                     ),
                 )
-                .with_detail(format!("Key {} already exists.", key_text(table, &cols, row)))
+                .with_detail(format!(
+                    "Key {} already exists.",
+                    key_text(table, &cols, row)
+                ))
             };
             let mut seen: HashSet<Vec<u8>> = HashSet::new();
             let mut probes: Vec<UniqueProbe> = Vec::new();
@@ -822,7 +836,9 @@ impl Session {
                         },
                     )?;
                     let ShardResponse::UniqueHits(hits) = resp else {
-                        return Err(SqlError::internal("unexpected shard response to UniqueCheck"));
+                        return Err(SqlError::internal(
+                            "unexpected shard response to UniqueCheck",
+                        ));
                     };
                     if let Some((pos, _)) = hits.iter().find(|(_, key)| !own.contains(key)) {
                         let ri = probe_rows
@@ -983,6 +999,34 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Planner switches, boolean like PostgreSQL's. `enable_seqscan` is accepted for
+/// compatibility; sharddb has no cost model for it to bias.
+const BOOL_SETTINGS: &[&str] = &["enable_indexscan", "enable_seqscan"];
+
+/// PostgreSQL's boolean setting syntax (`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`, and
+/// unique prefixes), shown as `on`/`off`.
+fn parse_bool_setting(name: &str, value: &str) -> SqlResult<&'static str> {
+    let v = value.trim().to_lowercase();
+    let on = ["on", "true", "yes", "1"];
+    let off = ["off", "false", "no", "0"];
+    let matches = |words: &[&str]| {
+        words.iter().any(|w| *w == v)
+            || (v.len() >= 2 && words.iter().any(|w| w.len() > 2 && w.starts_with(&v)))
+            || (v.len() == 1 && ["t", "y"].contains(&v.as_str()) && words.contains(&"true"))
+            || (v.len() == 1 && ["f", "n"].contains(&v.as_str()) && words.contains(&"false"))
+    };
+    if matches(&on) {
+        Ok("on")
+    } else if matches(&off) {
+        Ok("off")
+    } else {
+        Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("parameter \"{name}\" requires a Boolean value"),
+        ))
     }
 }
 
