@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod id;
+pub mod index;
 pub mod placement;
 pub mod rpc;
 pub mod server;

@@ -208,7 +208,7 @@ pub enum ShardResponse {
     Done,
     TxIds(Vec<u64>),
     Timestamp(u64),
-    Stats(ShardStats),
+    Stats(Box<ShardStats>),
     /// `UniqueCheck`: (probe position, engine key of a row holding those values).
     UniqueHits(Vec<(usize, Vec<u8>)>),
     /// `CheckIndexes`.

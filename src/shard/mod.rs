@@ -81,12 +81,12 @@ impl Shard {
                 self.engine.set_gc_watermark(ts);
                 Ok(ShardResponse::Done)
             }
-            ShardRequest::Stats => Ok(ShardResponse::Stats(ShardStats {
+            ShardRequest::Stats => Ok(ShardResponse::Stats(Box::new(ShardStats {
                 shard: self.id,
                 storage: self.engine.stats(),
                 indexes: Vec::new(),
                 pool: Default::default(),
-            })),
+            }))),
             ShardRequest::CreateIndex { .. }
             | ShardRequest::DropIndex { .. }
             | ShardRequest::RetainIndexes { .. }

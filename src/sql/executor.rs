@@ -430,7 +430,7 @@ impl<'a> Executor<'a> {
         let mut all = Vec::with_capacity(self.placement.shard_count());
         for shard in 0..self.placement.shard_count() {
             match self.coord.call(shard, ShardRequest::Stats)? {
-                ShardResponse::Stats(stats) => all.push(stats),
+                ShardResponse::Stats(stats) => all.push(*stats),
                 _ => return Err(SqlError::internal("unexpected shard response to Stats")),
             }
         }

@@ -165,6 +165,10 @@ struct Inner {
     /// One compaction at a time (background or manual).
     compacting: Mutex<Vec<Vec<u8>>>,
     gc_watermark: AtomicU64,
+    /// Segments holding records after this redo position are kept (see `set_redo_retain`).
+    redo_retain: AtomicU64,
+    /// Every segment below this one has its rows in tables.
+    flushed_log: AtomicU64,
     cache: Arc<BlockCache>,
     read_counters: Arc<ReadCounters>,
     counters: Counters,
@@ -202,10 +206,11 @@ impl Replayed {
         self.max_ts = self.max_ts.max(ts);
     }
 
+    /// Applies one record to the recovered row state.
     fn apply(&mut self, path: &Path, rec: WalRecord) -> Result<()> {
         match rec {
-            WalRecord::Batch { commit_ts, ops } => self.publish(commit_ts, ops),
-            WalRecord::Prepare { txid, ops } => {
+            WalRecord::Batch { commit_ts, ops, .. } => self.publish(commit_ts, ops),
+            WalRecord::Prepare { txid, ops, .. } => {
                 // A second prepare of an undecided txid is the copy re-logged at a rotation
                 // whose old segment was not deleted yet; the ops are the same.
                 self.pending.insert(txid, ops);
@@ -224,9 +229,30 @@ impl Replayed {
                     corruption(path, format!("abort of transaction {txid} with no prepare"))
                 })?;
             }
+            WalRecord::Redo { .. } => {}
         }
         Ok(())
     }
+}
+
+/// The redo blob a record carries, if any.
+fn redo_of(rec: &WalRecord) -> &[u8] {
+    match rec {
+        WalRecord::Batch { redo, .. }
+        | WalRecord::Prepare { redo, .. }
+        | WalRecord::Redo { redo } => redo,
+        WalRecord::Commit { .. } | WalRecord::Abort { .. } => &[],
+    }
+}
+
+/// Bits of a redo position given to the offset within a segment; the segment number sits
+/// above them. Positions therefore survive restarts and order like the log itself.
+pub const REDO_SEGMENT_SHIFT: u32 = 36;
+
+/// The redo position of the log byte `offset` of segment `seq`.
+pub fn redo_position(seq: u64, offset: u64) -> u64 {
+    debug_assert!(offset < 1 << REDO_SEGMENT_SHIFT);
+    (seq << REDO_SEGMENT_SHIFT) | offset
 }
 
 fn remove_file_logged(path: &Path, why: &str) {
@@ -265,6 +291,20 @@ impl Engine {
     /// manifest, opens its tables, replays the WAL segments they do not cover, truncates a torn
     /// WAL tail, restores undecided prepared transactions, and starts the background threads.
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
+        Engine::open_with_redo(dir, opts, u64::MAX, &mut |_, _| Ok(()))
+    }
+
+    /// [`Engine::open`] for an engine whose records carry redo for an upper layer: every redo
+    /// blob logged after position `redo_after` is handed to `sink` with its position (the end
+    /// of its record), in log order, before this returns — including blobs in segments whose
+    /// rows are already in tables, which are kept for exactly this (see
+    /// [`Engine::set_redo_retain`]). `redo_after` also becomes the initial retain position.
+    pub fn open_with_redo(
+        dir: &Path,
+        opts: EngineOptions,
+        redo_after: u64,
+        sink: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<Engine> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -367,6 +407,25 @@ impl Engine {
             .iter()
             .copied()
             .partition(|&s| s < state.log_number);
+        // Older segments still holding redo the upper layer has not checkpointed.
+        let retain_seg = (redo_after >> REDO_SEGMENT_SHIFT).max(1);
+        let (redo_only, covered): (Vec<u64>, Vec<u64>) =
+            covered.into_iter().partition(|&s| s >= retain_seg);
+        let redo_missing = match redo_only.first() {
+            Some(&first) => first != retain_seg,
+            None => retain_seg < state.log_number,
+        } || redo_only.windows(2).any(|w| w[1] != w[0] + 1)
+            || redo_only.last().is_some_and(|&l| l + 1 != state.log_number);
+        if redo_missing {
+            return Err(corruption(
+                &manifest_name,
+                format!(
+                    "WAL segments from {retain_seg} to {} hold index redo after the last \
+                     index checkpoint and must all exist, but found {redo_only:?}",
+                    state.log_number.saturating_sub(1)
+                ),
+            ));
+        }
         let first_expected = state.log_number.max(1);
         let missing = match live.first() {
             Some(&first) => first != first_expected,
@@ -405,11 +464,31 @@ impl Engine {
                 .max(state.high_water),
         };
         let mut closed = BTreeMap::new();
+        for &seq in &redo_only {
+            // Sealed segments whose rows are in tables: only their redo is still needed.
+            let path = wal_path(dir, seq);
+            let outcome = wal::replay_segment(&path, false, |end, rec| {
+                let pos = redo_position(seq, end);
+                let redo = redo_of(&rec);
+                if !redo.is_empty() && pos > redo_after {
+                    sink(pos, redo)?;
+                }
+                Ok(())
+            })?;
+            closed.insert(seq, outcome.valid_len);
+        }
         let mut last_len = 0;
         for (i, &seq) in live.iter().enumerate() {
             let path = wal_path(dir, seq);
             let is_last = i + 1 == live.len();
-            let outcome = wal::replay_segment(&path, is_last, |rec| replayed.apply(&path, rec))?;
+            let outcome = wal::replay_segment(&path, is_last, |end, rec| {
+                let pos = redo_position(seq, end);
+                let redo = redo_of(&rec);
+                if !redo.is_empty() && pos > redo_after {
+                    sink(pos, redo)?;
+                }
+                replayed.apply(&path, rec)
+            })?;
             if outcome.torn.as_deref() == Some(wal::ZERO_FILL) {
                 // The unused, preallocated end of the segment.
                 wal::truncate_segment(&path, outcome.valid_len)?;
@@ -433,6 +512,7 @@ impl Engine {
             remove_file_logged(&wal_path(dir, seq), "WAL segment already in a table");
         }
 
+        let state_log_number = state.log_number;
         let manifest = Manifest::create(dir, state, old_manifest.as_deref())?;
         // Appends continue in the newest segment (after its torn tail was cut off).
         let (wal, next_segment) = match live.last() {
@@ -519,6 +599,8 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             compacting: Mutex::new(vec![Vec::new(); NUM_LEVELS]),
             gc_watermark: AtomicU64::new(0),
+            redo_retain: AtomicU64::new(redo_after),
+            flushed_log: AtomicU64::new(state_log_number),
             cache,
             read_counters,
             counters,
@@ -543,34 +625,99 @@ impl Engine {
     /// fsynced (under [`SyncMode::Fsync`], shared with concurrent writers) before returning,
     /// then published. After a crash either all ops are visible or none.
     pub fn apply(&self, batch: &WriteBatch) -> Result<()> {
-        let mut frame = wal::encode_batch(batch.commit_ts, &batch.ops)?;
+        self.apply_with_redo(batch, &[], &mut |_| {})
+    }
+
+    /// [`Engine::apply`] with an upper-layer redo blob in the same record (so it is exactly as
+    /// durable as the rows). `logged` runs with the record's redo position as soon as the
+    /// record is written, before waiting for the fsync: the caller's changes that the blob
+    /// describes are then ordered in the log, and it may release what it held to keep them so.
+    pub fn apply_with_redo(
+        &self,
+        batch: &WriteBatch,
+        redo: &[u8],
+        logged: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mut frame = wal::encode_batch(batch.commit_ts, &batch.ops, redo)?;
         let inner = &self.inner;
-        let (lsn, seq) = {
+        let (lsn, seq, pos) = {
             let mut w = inner.writer_for_write()?;
             let lsn = inner.append(&mut w, &mut frame)?;
             let seq = inner.insert_locked(&mut w, batch.commit_ts, &batch.ops);
-            (lsn, seq)
+            (lsn, seq, redo_position(w.wal.seq(), w.wal.len()))
         };
+        logged(pos);
         inner.wait_durable(lsn)?;
         inner.visible_seq.fetch_max(seq, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Logs a redo blob alone and waits until it is durable; `logged` as in
+    /// [`Engine::apply_with_redo`].
+    pub fn log_redo(&self, redo: &[u8], logged: &mut dyn FnMut(u64)) -> Result<()> {
+        let mut frame = wal::encode_redo(redo)?;
+        let inner = &self.inner;
+        let (lsn, pos) = {
+            let mut w = inner.writer_for_write()?;
+            let lsn = inner.append(&mut w, &mut frame)?;
+            (lsn, redo_position(w.wal.seq(), w.wal.len()))
+        };
+        logged(pos);
+        inner.wait_durable(lsn)
+    }
+
+    /// The redo position just past everything written to the log so far.
+    pub fn redo_position(&self) -> u64 {
+        let w = self.inner.writer.lock();
+        redo_position(w.wal.seq(), w.wal.len())
+    }
+
+    /// Returns once everything written to the log so far is durable (a page-writing layer
+    /// calls it before writing pages whose changes the log describes).
+    pub fn sync_wal(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.wait_durable(inner.written_lsn.load(Ordering::Acquire))
+    }
+
+    /// Keeps every log segment holding records after redo position `pos` — even once its rows
+    /// are in tables — until a later call moves `pos` past it. The upper layer sets it to its
+    /// oldest checkpoint, so the redo it would need after a crash is never deleted. It may move
+    /// backwards only to a position in the active segment (which is never deleted anyway), as
+    /// when a new index starts at the current position.
+    pub fn set_redo_retain(&self, pos: u64) {
+        self.inner.redo_retain.store(pos, Ordering::Release);
+        self.inner.retire_segments();
     }
 
     /// Durably records `ops` under transaction `txid` without making them visible. The
     /// transaction stays in doubt, across restarts, until [`Engine::commit_prepared`] or
     /// [`Engine::abort_prepared`].
     pub fn prepare(&self, txid: u64, ops: Vec<WriteOp>) -> Result<()> {
-        let mut frame = wal::encode_prepare(txid, &ops)?;
+        self.prepare_with_redo(txid, ops, &[], &mut |_| {})
+    }
+
+    /// [`Engine::prepare`] with a redo blob, as [`Engine::apply_with_redo`]. Re-logged copies
+    /// of an undecided prepare (at rotations) do not repeat the blob: redo is kept by
+    /// [`Engine::set_redo_retain`], not by re-logging.
+    pub fn prepare_with_redo(
+        &self,
+        txid: u64,
+        ops: Vec<WriteOp>,
+        redo: &[u8],
+        logged: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mut frame = wal::encode_prepare(txid, &ops, redo)?;
         let inner = &self.inner;
-        let lsn = {
+        let (lsn, pos) = {
             let mut w = inner.writer_for_write()?;
             if inner.pending.lock().contains_key(&txid) {
                 return Err(StorageError::AlreadyPrepared { txid });
             }
             let lsn = inner.append(&mut w, &mut frame)?;
             inner.pending.lock().insert(txid, ops);
-            lsn
+            (lsn, redo_position(w.wal.seq(), w.wal.len()))
         };
+        logged(pos);
         inner.wait_durable(lsn)
     }
 
@@ -927,6 +1074,33 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Inner {
+    /// Deletes closed segments whose rows are all in tables and which hold no redo after the
+    /// retain position.
+    fn retire_segments(&self) {
+        let limit = self
+            .flushed_log
+            .load(Ordering::Acquire)
+            .min(self.redo_retain.load(Ordering::Acquire) >> REDO_SEGMENT_SHIFT);
+        let retired: Vec<(u64, u64)> = {
+            let mut segs = self.segments.lock();
+            let keep = segs.split_off(&limit);
+            std::mem::replace(&mut *segs, keep).into_iter().collect()
+        };
+        if retired.is_empty() {
+            return;
+        }
+        for (seq, bytes) in retired {
+            remove_file_logged(&wal_path(&self.dir, seq), "WAL segment no longer needed");
+            self.counters
+                .wal_closed_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+        }
+        if let Err(e) = sync_dir(&self.dir) {
+            // Recovery deletes retired segments again, so this only delays reclamation.
+            tracing::warn!(error = %e, "directory sync after WAL cleanup failed");
+        }
+    }
+
     /// A consistent read view. `visible_seq` is loaded before the components so that every
     /// batch published before the read began is in a component of the snapshot.
     fn snapshot(&self) -> (u64, Arc<Components>) {
@@ -1154,7 +1328,7 @@ impl Inner {
         let relog = (|| {
             for (txid, ops) in self.pending.lock().iter() {
                 // Nothing of the new segment is durable yet.
-                new_wal.write_frame(&mut wal::encode_prepare(*txid, ops)?, 0)?;
+                new_wal.write_frame(&mut wal::encode_prepare(*txid, ops, &[])?, 0)?;
             }
             new_wal.force_sync()
         })();
@@ -1316,21 +1490,8 @@ impl Inner {
                 version: Arc::new(st.version.edit(&[], added)),
             });
         }
-        let retired: Vec<(u64, u64)> = {
-            let mut segs = self.segments.lock();
-            let keep = segs.split_off(&job.log_hi);
-            std::mem::replace(&mut *segs, keep).into_iter().collect()
-        };
-        for (seq, bytes) in retired {
-            remove_file_logged(&wal_path(&self.dir, seq), "WAL segment flushed to a table");
-            self.counters
-                .wal_closed_bytes
-                .fetch_sub(bytes, Ordering::Relaxed);
-        }
-        if let Err(e) = sync_dir(&self.dir) {
-            // Recovery deletes retired segments again, so this only delays reclamation.
-            tracing::warn!(error = %e, "directory sync after WAL cleanup failed");
-        }
+        self.flushed_log.fetch_max(job.log_hi, Ordering::AcqRel);
+        self.retire_segments();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = &table {
             self.counters

@@ -10,10 +10,20 @@
 //!   |           |           |             |   kind u8 = 2 Prepare txid u64, ops      |
 //!   |           |           |             |   kind u8 = 3 Commit  txid u64, commit_ts|
 //!   |           |           |             |   kind u8 = 4 Abort   txid u64           |
+//!   |           |           |             |   kind u8 = 5 Batch   + redo             |
+//!   |           |           |             |   kind u8 = 6 Prepare + redo             |
+//!   |           |           |             |   kind u8 = 7 Redo    redo               |
 //!   +-----------+-----------+-------------+------------------------------------------+
 //!   crc = crc32c(payload, then stamp). ops = count u32, then per op: key_len u32, key,
-//!   tag u8 (0 tombstone, 1 value), and for values: val_len u32, val. Little-endian.
+//!   tag u8 (0 tombstone, 1 value), and for values: val_len u32, val. redo = len u32, bytes.
+//!   Little-endian.
 //! ```
+//!
+//! **Redo** is an opaque blob the engine carries for the layer above it (the B+tree indexes,
+//! see `crate::index`): riding in the same record as a batch's row ops, a write's index changes
+//! are exactly as durable as its rows. The engine hands redo blobs back at recovery, with their
+//! log position, and keeps segments holding redo the layer above still needs (see
+//! `Engine::set_redo_retain`).
 //!
 //! **The stamp** is the offset up to which this segment was known durable (fsynced) when the
 //! record was written. Group commit writes many records between fsyncs, and after an OS crash
@@ -55,6 +65,9 @@ const KIND_BATCH: u8 = 1;
 const KIND_PREPARE: u8 = 2;
 const KIND_COMMIT: u8 = 3;
 const KIND_ABORT: u8 = 4;
+const KIND_BATCH_REDO: u8 = 5;
+const KIND_PREPARE_REDO: u8 = 6;
+const KIND_REDO: u8 = 7;
 
 const TAG_TOMBSTONE: u8 = 0;
 const TAG_VALUE: u8 = 1;
@@ -62,10 +75,21 @@ const TAG_VALUE: u8 = 1;
 /// A decoded WAL record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WalRecord {
-    /// A one-phase commit: all ops become visible at `commit_ts`.
-    Batch { commit_ts: u64, ops: Vec<WriteOp> },
+    /// A one-phase commit: all ops become visible at `commit_ts`. `redo` (possibly empty) is
+    /// the upper layer's blob logged atomically with them.
+    Batch {
+        commit_ts: u64,
+        ops: Vec<WriteOp>,
+        redo: Vec<u8>,
+    },
     /// Ops held durably under `txid`, invisible until a matching `Commit`.
-    Prepare { txid: u64, ops: Vec<WriteOp> },
+    Prepare {
+        txid: u64,
+        ops: Vec<WriteOp>,
+        redo: Vec<u8>,
+    },
+    /// Only an upper-layer redo blob.
+    Redo { redo: Vec<u8> },
     /// The prepared ops of `txid` become visible at `commit_ts`.
     Commit { txid: u64, commit_ts: u64 },
     /// The prepared ops of `txid` are discarded.
@@ -110,6 +134,15 @@ impl FrameBuilder {
         Ok(())
     }
 
+    /// Appends a non-empty redo blob (length-prefixed); an empty one is simply absent.
+    fn redo(&mut self, redo: &[u8]) -> Result<()> {
+        if !redo.is_empty() {
+            self.u32(len_u32(redo.len(), "redo length")?);
+            self.buf.extend_from_slice(redo);
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<Vec<u8>> {
         let payload_len = self.buf.len() - HEADER_LEN;
         if payload_len > MAX_RECORD_BYTES {
@@ -146,17 +179,38 @@ fn ops_size_hint(ops: &[WriteOp]) -> usize {
         + 4
 }
 
-pub(crate) fn encode_batch(commit_ts: u64, ops: &[WriteOp]) -> Result<Vec<u8>> {
-    let mut f = FrameBuilder::new(KIND_BATCH, 8 + ops_size_hint(ops));
+/// A batch record; with an empty `redo` it is the original (kind 1) record.
+pub(crate) fn encode_batch(commit_ts: u64, ops: &[WriteOp], redo: &[u8]) -> Result<Vec<u8>> {
+    let kind = if redo.is_empty() {
+        KIND_BATCH
+    } else {
+        KIND_BATCH_REDO
+    };
+    let mut f = FrameBuilder::new(kind, 12 + ops_size_hint(ops) + redo.len());
     f.u64(commit_ts);
     f.ops(ops)?;
+    f.redo(redo)?;
     f.finish()
 }
 
-pub(crate) fn encode_prepare(txid: u64, ops: &[WriteOp]) -> Result<Vec<u8>> {
-    let mut f = FrameBuilder::new(KIND_PREPARE, 8 + ops_size_hint(ops));
+pub(crate) fn encode_prepare(txid: u64, ops: &[WriteOp], redo: &[u8]) -> Result<Vec<u8>> {
+    let kind = if redo.is_empty() {
+        KIND_PREPARE
+    } else {
+        KIND_PREPARE_REDO
+    };
+    let mut f = FrameBuilder::new(kind, 12 + ops_size_hint(ops) + redo.len());
     f.u64(txid);
     f.ops(ops)?;
+    f.redo(redo)?;
+    f.finish()
+}
+
+pub(crate) fn encode_redo(redo: &[u8]) -> Result<Vec<u8>> {
+    let mut f = FrameBuilder::new(KIND_REDO, 4 + redo.len());
+    f.buf
+        .extend_from_slice(&len_u32(redo.len(), "redo length")?.to_le_bytes());
+    f.buf.extend_from_slice(redo);
     f.finish()
 }
 
@@ -246,11 +300,24 @@ pub(crate) fn decode(payload: &[u8]) -> std::result::Result<WalRecord, String> {
         KIND_BATCH => WalRecord::Batch {
             commit_ts: c.u64()?,
             ops: c.ops()?,
+            redo: Vec::new(),
         },
         KIND_PREPARE => WalRecord::Prepare {
             txid: c.u64()?,
             ops: c.ops()?,
+            redo: Vec::new(),
         },
+        KIND_BATCH_REDO => WalRecord::Batch {
+            commit_ts: c.u64()?,
+            ops: c.ops()?,
+            redo: c.bytes()?,
+        },
+        KIND_PREPARE_REDO => WalRecord::Prepare {
+            txid: c.u64()?,
+            ops: c.ops()?,
+            redo: c.bytes()?,
+        },
+        KIND_REDO => WalRecord::Redo { redo: c.bytes()? },
         KIND_COMMIT => WalRecord::Commit {
             txid: c.u64()?,
             commit_ts: c.u64()?,
@@ -395,13 +462,14 @@ pub(crate) struct ReplayOutcome {
     pub torn: Option<String>,
 }
 
-/// Replays one segment, feeding each good record to `apply` in order.
+/// Replays one segment, feeding each good record to `apply` in order, with the offset just
+/// past the record (its end).
 ///
 /// `is_last` must be true only for the newest segment: only there may a torn tail exist.
 pub(crate) fn replay_segment(
     path: &Path,
     is_last: bool,
-    mut apply: impl FnMut(WalRecord) -> Result<()>,
+    mut apply: impl FnMut(u64, WalRecord) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     replay_frames(path, is_last, |off, payload| {
         // The checksum matched, so these are the bytes that were written: failing to decode
@@ -409,7 +477,7 @@ pub(crate) fn replay_segment(
         let rec = decode(payload).map_err(|d| {
             corruption(path, format!("undecodable WAL record at offset {off}: {d}"))
         })?;
-        apply(rec)
+        apply(off + (HEADER_LEN + payload.len()) as u64, rec)
     })
 }
 
@@ -592,10 +660,25 @@ mod tests {
                     WriteOp::delete(b"k2".to_vec()),
                     WriteOp::put(Vec::new(), Vec::new()),
                 ],
+                redo: Vec::new(),
             },
             WalRecord::Prepare {
                 txid: 99,
                 ops: vec![WriteOp::put(b"p".to_vec(), vec![0xAB; 300])],
+                redo: Vec::new(),
+            },
+            WalRecord::Batch {
+                commit_ts: 8,
+                ops: vec![WriteOp::put(b"r".to_vec(), b"row".to_vec())],
+                redo: b"index entry".to_vec(),
+            },
+            WalRecord::Prepare {
+                txid: 100,
+                ops: vec![WriteOp::delete(b"q".to_vec())],
+                redo: vec![0; 70],
+            },
+            WalRecord::Redo {
+                redo: b"gc".to_vec(),
             },
             WalRecord::Commit {
                 txid: 99,
@@ -605,14 +688,20 @@ mod tests {
             WalRecord::Batch {
                 commit_ts: u64::MAX,
                 ops: vec![],
+                redo: Vec::new(),
             },
         ]
     }
 
     fn encode(rec: &WalRecord) -> Vec<u8> {
         match rec {
-            WalRecord::Batch { commit_ts, ops } => encode_batch(*commit_ts, ops),
-            WalRecord::Prepare { txid, ops } => encode_prepare(*txid, ops),
+            WalRecord::Batch {
+                commit_ts,
+                ops,
+                redo,
+            } => encode_batch(*commit_ts, ops, redo),
+            WalRecord::Prepare { txid, ops, redo } => encode_prepare(*txid, ops, redo),
+            WalRecord::Redo { redo } => encode_redo(redo),
             WalRecord::Commit { txid, commit_ts } => encode_commit(*txid, *commit_ts),
             WalRecord::Abort { txid } => encode_abort(*txid),
         }
@@ -631,7 +720,7 @@ mod tests {
 
     fn replay(path: &Path, is_last: bool) -> Result<(Vec<WalRecord>, ReplayOutcome)> {
         let mut got = Vec::new();
-        let out = replay_segment(path, is_last, |r| {
+        let out = replay_segment(path, is_last, |_, r| {
             got.push(r);
             Ok(())
         })?;
