@@ -417,7 +417,18 @@ impl<'a> Executor<'a> {
 
     /// Rows of a system view from this statement's statistics snapshot.
     fn system_scan(&self, view: SystemView) -> SqlResult<Vec<Row>> {
-        let rows = view.rows(&self.shard_stats()?);
+        let rows = if view == SystemView::IndexCheck {
+            let mut checks = Vec::with_capacity(self.placement.shard_count());
+            for shard in 0..self.placement.shard_count() {
+                match self.coord.call(shard, ShardRequest::CheckIndexes)? {
+                    ShardResponse::IndexChecks(results) => checks.push((shard, results)),
+                    _ => return Err(SqlError::internal("unexpected shard response to CheckIndexes")),
+                }
+            }
+            SystemView::check_rows(&checks)
+        } else {
+            view.rows(&self.shard_stats()?)
+        };
         self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
         Ok(rows)
     }
