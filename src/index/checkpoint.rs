@@ -107,7 +107,10 @@ fn parse(buf: &[u8], page_size: usize) -> std::result::Result<Option<Vec<(u32, &
 
 /// `Some(Err(page_size))` when an intact file was written with another page size.
 #[allow(clippy::type_complexity)]
-fn parse_inner(buf: &[u8], page_size: usize) -> Option<std::result::Result<Vec<(u32, &[u8])>, usize>> {
+fn parse_inner(
+    buf: &[u8],
+    page_size: usize,
+) -> Option<std::result::Result<Vec<(u32, &[u8])>, usize>> {
     if buf.len() < DW_HEADER + 4 {
         return None;
     }

@@ -422,7 +422,11 @@ impl<'a> Executor<'a> {
             for shard in 0..self.placement.shard_count() {
                 match self.coord.call(shard, ShardRequest::CheckIndexes)? {
                     ShardResponse::IndexChecks(results) => checks.push((shard, results)),
-                    _ => return Err(SqlError::internal("unexpected shard response to CheckIndexes")),
+                    _ => {
+                        return Err(SqlError::internal(
+                            "unexpected shard response to CheckIndexes",
+                        ));
+                    }
                 }
             }
             SystemView::check_rows(&checks)
