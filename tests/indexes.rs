@@ -211,10 +211,16 @@ async fn prepared_statements_bind_index_bounds() {
         "CREATE TABLE p (id int PRIMARY KEY, k int8, s text);
          CREATE INDEX p_k ON p (k);
          CREATE UNIQUE INDEX p_s ON p (s);
-         INSERT INTO p SELECT g, g % 20, 's' || g FROM generate_series(1, 200) AS g",
+",
     )
     .await
     .unwrap();
+    let values: Vec<String> = (1..=200)
+        .map(|g| format!("({g}, {}, 's{g}')", g % 20))
+        .collect();
+    c.batch_execute(&format!("INSERT INTO p VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
     let range = c
         .prepare("SELECT count(*) FROM p WHERE k BETWEEN $1 AND $2")
         .await
