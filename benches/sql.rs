@@ -22,6 +22,7 @@ fn bench_sql(c: &mut Criterion) {
         sync: false,
         memtable_limit_bytes: 32 << 20,
         block_cache_bytes: 64 << 20,
+        index_pool_bytes: 64 << 20,
         statement_mem_bytes: 1 << 30,
     })
     .expect("open");

@@ -13,6 +13,7 @@ pub const DEFAULT_SHARDS: usize = 4;
 pub const DEFAULT_MEMTABLE_MB: usize = 32;
 pub const DEFAULT_STATEMENT_MEM_MB: usize = 1024;
 pub const DEFAULT_BLOCK_CACHE_MB: usize = 64;
+pub const DEFAULT_INDEX_POOL_MB: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +35,7 @@ pub struct FileConfig {
     pub sync: Option<SyncPolicy>,
     pub memtable_mb: Option<usize>,
     pub block_cache_mb: Option<usize>,
+    pub index_pool_mb: Option<usize>,
     pub statement_mem_mb: Option<usize>,
 }
 
@@ -55,6 +57,8 @@ pub struct ServerConfig {
     pub memtable_mb: usize,
     /// Memory for cached SSTable blocks, shared out evenly over the shards' engines.
     pub block_cache_mb: usize,
+    /// Memory for B+tree index pages, shared out evenly over the shards' buffer pools.
+    pub index_pool_mb: usize,
     /// Most memory one statement may hold in materialized rows (see `sql::executor`).
     pub statement_mem_mb: usize,
 }
@@ -68,6 +72,7 @@ impl Default for ServerConfig {
             sync: SyncPolicy::Fsync,
             memtable_mb: DEFAULT_MEMTABLE_MB,
             block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
+            index_pool_mb: DEFAULT_INDEX_POOL_MB,
             statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
         }
     }

@@ -44,12 +44,15 @@ struct ServeArgs {
     /// SSTable block cache size in MiB, shared over all shards [default: 64].
     #[arg(long, env = "SHARDDB_BLOCK_CACHE_MB")]
     block_cache_mb: Option<usize>,
+    /// B+tree index buffer pool size in MiB, shared over all shards [default: 64].
+    #[arg(long, env = "SHARDDB_INDEX_POOL_MB")]
+    index_pool_mb: Option<usize>,
     /// Most memory one statement may hold in materialized rows, in MiB; beyond it the statement
     /// fails with 53200 instead of exhausting the server [default: 1024].
     #[arg(long, env = "SHARDDB_STATEMENT_MEM_MB")]
     statement_mem_mb: Option<usize>,
     /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
-    /// block_cache_mb, statement_mem_mb).
+    /// block_cache_mb, index_pool_mb, statement_mem_mb).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -73,6 +76,10 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             .block_cache_mb
             .or(file.block_cache_mb)
             .unwrap_or(d.block_cache_mb),
+        index_pool_mb: args
+            .index_pool_mb
+            .or(file.index_pool_mb)
+            .unwrap_or(d.index_pool_mb),
         statement_mem_mb: args
             .statement_mem_mb
             .or(file.statement_mem_mb)

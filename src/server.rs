@@ -33,6 +33,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, String> {
         sync: config.sync == SyncPolicy::Fsync,
         memtable_limit_bytes: config.memtable_mb * 1024 * 1024,
         block_cache_bytes: config.block_cache_mb * 1024 * 1024,
+        index_pool_bytes: config.index_pool_mb * 1024 * 1024,
         statement_mem_bytes: config.statement_mem_mb * 1024 * 1024,
     };
     let db = tokio::task::spawn_blocking(move || Database::open(&opts))

@@ -6,19 +6,43 @@
 //! catalog: requests are self-contained, which is what lets the same shard run behind a TCP
 //! server later.
 
+pub mod indexes;
 pub mod keys;
+#[cfg(test)]
+mod tests;
 
 use crate::error::{SqlError, sqlstate};
-use crate::rpc::{RowWrite, ScanRequest, ShardRequest, ShardResponse, ShardStats};
+use crate::rpc::{ScanRequest, ShardRequest, ShardResponse, ShardStats};
 use crate::sql::expr::EvalContext;
-use crate::storage::{Engine, EngineOptions, StorageError, WriteBatch, WriteOp};
+use crate::storage::{Engine, EngineOptions, StorageError};
 use crate::types::{Row, Value, row};
+use indexes::{IndexOptions, ShardIndexes};
 use std::ops::Bound;
 use std::path::Path;
 
 pub struct Shard {
     id: usize,
+    /// Cleared by tests that simulate a crash: the indexes then reopen from their last
+    /// checkpoint plus the WAL, as after `kill -9`.
+    checkpoint_on_drop: std::sync::atomic::AtomicBool,
+    // Declared before the engine so a clean drop checkpoints the indexes while the engine's
+    // WAL is still open (see `Drop`).
+    indexes: ShardIndexes,
     engine: Engine,
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        if !self
+            .checkpoint_on_drop
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Err(e) = self.indexes.checkpoint(&self.engine) {
+            tracing::warn!(shard = self.id, error = %e, "index checkpoint at shutdown failed");
+        }
+    }
 }
 
 pub fn storage_error(e: StorageError) -> SqlError {
@@ -29,9 +53,43 @@ pub fn storage_error(e: StorageError) -> SqlError {
 }
 
 impl Shard {
-    pub fn open(id: usize, dir: &Path, options: EngineOptions) -> Result<Shard, StorageError> {
-        let engine = Engine::open(dir, options)?;
-        Ok(Shard { id, engine })
+    pub fn open(id: usize, dir: &Path, options: EngineOptions) -> Result<Shard, SqlError> {
+        Shard::open_with(id, dir, options, IndexOptions::default())
+    }
+
+    /// Opens the shard's indexes at their checkpoints, then the engine, which replays the
+    /// rows and the index redo logged after the oldest checkpoint.
+    pub fn open_with(
+        id: usize,
+        dir: &Path,
+        options: EngineOptions,
+        index_options: IndexOptions,
+    ) -> Result<Shard, SqlError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            storage_error(StorageError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })
+        })?;
+        let (indexes, redo_after) = ShardIndexes::open(dir, index_options)?;
+        let engine = Engine::open_with_redo(dir, options, redo_after, &mut |pos, blob| {
+            indexes.replay(pos, blob)
+        })
+        .map_err(storage_error)?;
+        Ok(Shard {
+            id,
+            checkpoint_on_drop: std::sync::atomic::AtomicBool::new(true),
+            indexes,
+            engine,
+        })
+    }
+
+    /// Closes the shard the way a crash would for its indexes: no checkpoint (the WAL is
+    /// durable either way).
+    #[cfg(test)]
+    pub(crate) fn crash(self) {
+        self.checkpoint_on_drop
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn id(&self) -> usize {
@@ -50,27 +108,20 @@ impl Shard {
                 Ok(ShardResponse::Row(row))
             }
             ShardRequest::Apply { commit_ts, writes } => {
-                let batch = WriteBatch {
-                    commit_ts,
-                    ops: to_ops(writes),
-                };
-                self.engine.apply(&batch).map_err(storage_error)?;
+                self.indexes.apply(&self.engine, commit_ts, writes)?;
                 Ok(ShardResponse::Done)
             }
             ShardRequest::Prepare { txid, writes } => {
-                self.engine
-                    .prepare(txid, to_ops(writes))
-                    .map_err(storage_error)?;
+                self.indexes.prepare(&self.engine, txid, writes)?;
                 Ok(ShardResponse::Done)
             }
             ShardRequest::Commit { txid, commit_ts } => {
-                self.engine
-                    .commit_prepared(txid, commit_ts)
-                    .map_err(storage_error)?;
+                self.indexes
+                    .commit_prepared(&self.engine, txid, commit_ts)?;
                 Ok(ShardResponse::Done)
             }
             ShardRequest::Abort { txid } => {
-                self.engine.abort_prepared(txid).map_err(storage_error)?;
+                self.indexes.abort_prepared(&self.engine, txid)?;
                 Ok(ShardResponse::Done)
             }
             ShardRequest::InDoubt => Ok(ShardResponse::TxIds(self.engine.in_doubt())),
@@ -79,23 +130,35 @@ impl Shard {
             }
             ShardRequest::GcWatermark { ts } => {
                 self.engine.set_gc_watermark(ts);
+                self.indexes.collect_garbage(&self.engine, ts)?;
                 Ok(ShardResponse::Done)
             }
             ShardRequest::Stats => Ok(ShardResponse::Stats(Box::new(ShardStats {
                 shard: self.id,
                 storage: self.engine.stats(),
-                indexes: Vec::new(),
-                pool: Default::default(),
+                indexes: self.indexes.stats(false),
+                pool: self.indexes.pool_stats(),
             }))),
-            ShardRequest::CreateIndex { .. }
-            | ShardRequest::DropIndex { .. }
-            | ShardRequest::RetainIndexes { .. }
-            | ShardRequest::IndexScan(_)
-            | ShardRequest::UniqueCheck { .. }
-            | ShardRequest::CheckIndexes => Err(SqlError::new(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "indexes are not implemented on this shard yet",
+            ShardRequest::CreateIndex { spec, read_ts } => {
+                self.indexes.create(&self.engine, spec, read_ts)?;
+                Ok(ShardResponse::Done)
+            }
+            ShardRequest::DropIndex { index_id } => {
+                self.indexes.drop_index(&self.engine, index_id)?;
+                Ok(ShardResponse::Done)
+            }
+            ShardRequest::RetainIndexes { index_ids } => {
+                self.indexes.retain(&self.engine, &index_ids)?;
+                Ok(ShardResponse::Done)
+            }
+            ShardRequest::IndexScan(req) => {
+                let (rows, resume_after) = self.indexes.scan(&self.engine, req)?;
+                Ok(ShardResponse::Rows { rows, resume_after })
+            }
+            ShardRequest::UniqueCheck { index_id, probes } => Ok(ShardResponse::UniqueHits(
+                self.indexes.unique_check(&self.engine, index_id, probes)?,
             )),
+            ShardRequest::CheckIndexes => Ok(ShardResponse::IndexChecks(self.indexes.stats(true))),
         }
     }
 
@@ -136,14 +199,4 @@ fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
         Bound::Unbounded => Bound::Unbounded,
     }
-}
-
-fn to_ops(writes: Vec<RowWrite>) -> Vec<WriteOp> {
-    writes
-        .into_iter()
-        .map(|w| WriteOp {
-            key: w.key,
-            value: w.value,
-        })
-        .collect()
 }

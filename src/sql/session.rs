@@ -43,6 +43,8 @@ pub struct DbOptions {
     pub memtable_limit_bytes: usize,
     /// Block cache memory for all engines together (each shard gets an equal share).
     pub block_cache_bytes: usize,
+    /// Index buffer pool memory for all shards together (each gets an equal share).
+    pub index_pool_bytes: usize,
     /// Most bytes of materialized rows one statement may hold.
     pub statement_mem_bytes: usize,
 }
@@ -137,7 +139,11 @@ impl Database {
         let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(shards);
         for i in 0..shards {
             let dir = opts.data_dir.join(format!("shard-{i}"));
-            let shard = Shard::open(i, &dir, engine_opts()).map_err(crate::shard::storage_error)?;
+            let index_opts = crate::shard::indexes::IndexOptions {
+                pool_bytes: opts.index_pool_bytes / shards,
+                ..Default::default()
+            };
+            let shard = Shard::open_with(i, &dir, engine_opts(), index_opts)?;
             clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
         }
         let clock = Arc::new(HybridClock::new());

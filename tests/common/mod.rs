@@ -56,6 +56,8 @@ pub fn config(data_dir: &std::path::Path) -> ServerConfig {
         sync: SyncPolicy::Fsync,
         memtable_mb: 4,
         block_cache_mb: 16,
+        // Small, so the test tables' indexes exercise eviction and checkpoints.
+        index_pool_mb: 2,
         statement_mem_mb: 256,
     }
 }
