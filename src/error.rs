@@ -28,6 +28,7 @@ pub mod sqlstate {
     pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
     pub const NOT_NULL_VIOLATION: &str = "23502";
     pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
     pub const INVALID_TRANSACTION_STATE: &str = "25000";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
     pub const INVALID_PASSWORD: &str = "28P01";

@@ -138,7 +138,7 @@ async fn errors_carry_sqlstate_and_connection_survives() {
         ("INSERT INTO k VALUES (1, 'dup')", "23505"),
         ("INSERT INTO k VALUES (2, NULL)", "23502"),
         ("SELECT * FROM k WHERE 1", "42804"),
-        ("CREATE TABLE u (a int UNIQUE)", "0A000"),
+        ("CREATE TABLE u (a int CHECK (a > 0))", "0A000"),
     ];
     for (sql, code) in cases {
         let err = client.simple_query(sql).await.unwrap_err();

@@ -45,6 +45,57 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// Indexes into `columns` forming the primary key, in key order.
     pub primary_key: Vec<usize>,
+    /// The table's indexes: the primary key's (no B+tree: rows are stored clustered by it) and
+    /// the secondary ones (a B+tree per shard). Absent in catalogs written before indexes.
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
+}
+
+/// One key column of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexKeyColumn {
+    /// Position in the table's columns.
+    pub column: usize,
+    pub desc: bool,
+}
+
+/// An index definition. Index names share the relation namespace (as in PostgreSQL); index ids
+/// come from the table-id counter and are never reused (shards name index files by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub id: u32,
+    pub name: String,
+    pub table_id: u32,
+    pub columns: Vec<IndexKeyColumn>,
+    pub unique: bool,
+    /// Created by a PRIMARY KEY or UNIQUE constraint: DROP INDEX refuses it (2BP01).
+    #[serde(default)]
+    pub constraint: bool,
+    /// The primary key: served by the table's own key order, so it has no B+tree on the
+    /// shards. Its id is the table's id.
+    #[serde(default)]
+    pub primary: bool,
+}
+
+impl IndexDef {
+    /// What a shard needs to build and maintain this index.
+    pub fn spec(&self, table: &TableDef) -> crate::rpc::IndexSpec {
+        crate::rpc::IndexSpec {
+            index_id: self.id,
+            table_id: table.id,
+            name: self.name.clone(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| crate::rpc::IndexColumn {
+                    ordinal: c.column,
+                    ty: table.columns[c.column].ty,
+                    desc: c.desc,
+                })
+                .collect(),
+            unique: self.unique,
+        }
+    }
 }
 
 impl TableDef {
@@ -53,6 +104,32 @@ impl TableDef {
     }
     pub fn has_hidden_rowid(&self) -> bool {
         self.columns.last().is_some_and(|c| c.hidden)
+    }
+    /// Indexes with a B+tree on the shards (everything but the primary key's).
+    pub fn secondary_indexes(&self) -> impl Iterator<Item = &IndexDef> {
+        self.indexes.iter().filter(|i| !i.primary)
+    }
+    /// The `<table>_pkey` entry for a declared primary key (none for a hidden row id).
+    pub fn pkey_index(&self) -> Option<IndexDef> {
+        if self.has_hidden_rowid() {
+            return None;
+        }
+        Some(IndexDef {
+            id: self.id,
+            name: format!("{}_pkey", self.name),
+            table_id: self.id,
+            columns: self
+                .primary_key
+                .iter()
+                .map(|c| IndexKeyColumn {
+                    column: *c,
+                    desc: false,
+                })
+                .collect(),
+            unique: true,
+            constraint: true,
+            primary: true,
+        })
     }
 }
 
@@ -82,7 +159,15 @@ enum Stored {
 #[derive(Default)]
 struct State {
     relations: HashMap<String, Relation>,
+    /// Index name → name of its table.
+    indexes: HashMap<String, String>,
     next_table_id: u32,
+}
+
+impl State {
+    fn name_taken(&self, name: &str) -> bool {
+        self.relations.contains_key(name) || self.indexes.contains_key(name)
+    }
 }
 
 pub struct Catalog {
@@ -101,6 +186,7 @@ impl Catalog {
     pub fn load(meta: Arc<Engine>) -> SqlResult<Catalog> {
         let mut state = State {
             relations: HashMap::new(),
+            indexes: HashMap::new(),
             next_table_id: 1,
         };
         let mut start: std::ops::Bound<Vec<u8>> = std::ops::Bound::Included(REL_PREFIX.to_vec());
@@ -142,8 +228,18 @@ impl Catalog {
                     );
                 }
                 match stored {
-                    Stored::Table(t) => {
+                    Stored::Table(mut t) => {
                         state.next_table_id = state.next_table_id.max(t.id + 1);
+                        // Catalogs written before indexes existed: name the primary key.
+                        if !t.indexes.iter().any(|i| i.primary)
+                            && let Some(pkey) = t.pkey_index()
+                        {
+                            t.indexes.insert(0, pkey);
+                        }
+                        for i in &t.indexes {
+                            state.next_table_id = state.next_table_id.max(i.id + 1);
+                            state.indexes.insert(i.name.clone(), t.name.clone());
+                        }
                         state
                             .relations
                             .insert(t.name.clone(), Relation::Table(Arc::new(t)));
@@ -207,12 +303,57 @@ impl Catalog {
         v
     }
 
-    /// Creates a table, assigning its id. Returns `Ok(None)` when it exists and `if_not_exists`.
-    /// A system view's name counts as existing (42P07).
+    /// Whether `name` is taken in the relation namespace (tables, views, indexes, system views).
+    pub fn name_taken(&self, name: &str) -> bool {
+        SystemView::lookup(name).is_some() || self.state.read().name_taken(name)
+    }
+
+    /// PostgreSQL's `ChooseRelationName`: `<table>_<cols>_<suffix>`, with a number appended
+    /// (`1`, `2`, ...) until the name is free in the catalog and not in `also_taken`.
+    pub fn choose_name(
+        &self,
+        table: &str,
+        cols: &[&str],
+        suffix: &str,
+        also_taken: &[String],
+    ) -> String {
+        let mut base = table.to_string();
+        for c in cols {
+            base.push('_');
+            base.push_str(c);
+        }
+        let free = |n: &str| !self.name_taken(n) && !also_taken.iter().any(|t| t == n);
+        let first = format!("{base}_{suffix}");
+        if free(&first) {
+            return first;
+        }
+        (1..)
+            .map(|i| format!("{base}_{suffix}{i}"))
+            .find(|n| free(n))
+            .expect("some number is free")
+    }
+
+    fn duplicate(name: &str) -> SqlError {
+        SqlError::new(
+            sqlstate::DUPLICATE_TABLE,
+            format!("relation \"{name}\" already exists"),
+        )
+    }
+
+    /// Creates a table, assigning its id and its indexes' ids (the primary key's index takes the
+    /// table's id; secondary indexes fresh ones). Returns `Ok(None)` when it exists and
+    /// `if_not_exists`. A system view's name counts as existing (42P07).
+    ///
+    /// `build` creates the secondary indexes on the shards; it runs after the ids are durably
+    /// reserved and before the definition is written (the commit point), so a crash in between
+    /// leaves only index files the catalog does not name, which `RetainIndexes` removes at
+    /// startup. If writing the definition fails, `undo` is called with the def.
     pub fn create_table(
         &self,
         mut def: TableDef,
         if_not_exists: bool,
+        build: &dyn Fn(&TableDef) -> SqlResult<()>,
+        undo: &dyn Fn(&TableDef),
     ) -> SqlResult<Option<Arc<TableDef>>> {
         let _w = self.write.lock();
         if let Some(view) = SystemView::lookup(&def.name) {
@@ -221,35 +362,138 @@ impl Catalog {
             }
             return Err(view.name_taken_error());
         }
-        if self.state.read().relations.contains_key(&def.name) {
+        if self.state.read().name_taken(&def.name) {
             if if_not_exists {
                 return Ok(None);
             }
-            return Err(SqlError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
+            return Err(Self::duplicate(&def.name));
+        }
+        for i in &def.indexes {
+            if self.name_taken(&i.name) {
+                return Err(Self::duplicate(&i.name));
+            }
         }
         let id = self.state.read().next_table_id;
         def.id = id;
+        let mut next = id + 1;
+        for i in &mut def.indexes {
+            i.table_id = id;
+            if i.primary {
+                i.id = id;
+            } else {
+                i.id = next;
+                next += 1;
+            }
+        }
+        let counter = WriteOp {
+            key: NEXT_ID_KEY.to_vec(),
+            value: Some(next.to_be_bytes().to_vec()),
+        };
+        if def.secondary_indexes().next().is_some() {
+            self.persist(vec![counter.clone()])?;
+            self.state.write().next_table_id = next;
+            build(&def)?;
+        }
         let ops = vec![
             WriteOp {
                 key: rel_key(&def.name),
                 value: Some(encode(&Stored::Table(def.clone()))?),
             },
-            WriteOp {
-                key: NEXT_ID_KEY.to_vec(),
-                value: Some((id + 1).to_be_bytes().to_vec()),
-            },
+            counter,
         ];
-        self.persist(ops)?;
+        if let Err(e) = self.persist(ops) {
+            undo(&def);
+            return Err(e);
+        }
         let def = Arc::new(def);
         let mut state = self.state.write();
-        state.next_table_id = id + 1;
+        state.next_table_id = next;
+        for i in &def.indexes {
+            state.indexes.insert(i.name.clone(), def.name.clone());
+        }
         state
             .relations
             .insert(def.name.clone(), Relation::Table(def.clone()));
         Ok(Some(def))
+    }
+
+    /// The index called `name` and its table.
+    pub fn index(&self, name: &str) -> Option<(Arc<TableDef>, IndexDef)> {
+        let state = self.state.read();
+        let table = state.indexes.get(name)?;
+        let Some(Relation::Table(t)) = state.relations.get(table) else {
+            return None;
+        };
+        let def = t.indexes.iter().find(|i| i.name == name)?.clone();
+        Some((t.clone(), def))
+    }
+
+    /// Reserves a fresh id for an index (durably, so it is never handed out again).
+    pub fn allocate_index_id(&self) -> SqlResult<u32> {
+        let _w = self.write.lock();
+        let id = self.state.read().next_table_id;
+        self.persist(vec![WriteOp {
+            key: NEXT_ID_KEY.to_vec(),
+            value: Some((id + 1).to_be_bytes().to_vec()),
+        }])?;
+        self.state.write().next_table_id = id + 1;
+        Ok(id)
+    }
+
+    /// Adds an index (already built on the shards) to its table's definition: the commit point
+    /// of CREATE INDEX.
+    pub fn add_index(&self, index: IndexDef) -> SqlResult<Arc<TableDef>> {
+        let _w = self.write.lock();
+        if self.name_taken(&index.name) {
+            return Err(Self::duplicate(&index.name));
+        }
+        let table = self
+            .tables()
+            .into_iter()
+            .find(|t| t.id == index.table_id)
+            .ok_or_else(|| SqlError::new(sqlstate::UNDEFINED_TABLE, "table was dropped"))?;
+        let mut def = (*table).clone();
+        def.indexes.push(index.clone());
+        self.persist(vec![WriteOp {
+            key: rel_key(&def.name),
+            value: Some(encode(&Stored::Table(def.clone()))?),
+        }])?;
+        let def = Arc::new(def);
+        let mut state = self.state.write();
+        state.indexes.insert(index.name, def.name.clone());
+        state
+            .relations
+            .insert(def.name.clone(), Relation::Table(def.clone()));
+        Ok(def)
+    }
+
+    /// Removes an index from its table's definition; the caller drops it on the shards.
+    pub fn remove_index(&self, name: &str) -> SqlResult<IndexDef> {
+        let _w = self.write.lock();
+        let (table, index) = self.index(name).ok_or_else(|| undefined_index(name))?;
+        let mut def = (*table).clone();
+        def.indexes.retain(|i| i.name != name);
+        self.persist(vec![WriteOp {
+            key: rel_key(&def.name),
+            value: Some(encode(&Stored::Table(def.clone()))?),
+        }])?;
+        let mut state = self.state.write();
+        state.indexes.remove(name);
+        state
+            .relations
+            .insert(def.name.clone(), Relation::Table(Arc::new(def)));
+        Ok(index)
+    }
+
+    /// Ids of every index with a B+tree on the shards.
+    pub fn secondary_index_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .tables()
+            .iter()
+            .flat_map(|t| t.secondary_indexes().map(|i| i.id).collect::<Vec<_>>())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Creates (or replaces) a view. A system view's name is taken, even with `or_replace`.
@@ -258,13 +502,12 @@ impl Catalog {
         if let Some(view) = SystemView::lookup(&def.name) {
             return Err(view.name_taken_error());
         }
-        match self.state.read().relations.get(&def.name) {
+        let existing = self.state.read().relations.get(&def.name).cloned();
+        match existing {
             Some(Relation::View(_)) if or_replace => {}
-            Some(_) => {
-                return Err(SqlError::new(
-                    sqlstate::DUPLICATE_TABLE,
-                    format!("relation \"{}\" already exists", def.name),
-                ));
+            Some(_) => return Err(Self::duplicate(&def.name)),
+            None if self.state.read().indexes.contains_key(&def.name) => {
+                return Err(Self::duplicate(&def.name));
             }
             None => {}
         }
@@ -296,7 +539,13 @@ impl Catalog {
             key: rel_key(name),
             value: None,
         }])?;
-        self.state.write().relations.remove(name);
+        let mut state = self.state.write();
+        state.relations.remove(name);
+        if let Relation::Table(t) = &rel {
+            for i in &t.indexes {
+                state.indexes.remove(&i.name);
+            }
+        }
         Ok(rel)
     }
 
@@ -312,6 +561,13 @@ pub fn undefined_table(name: &str) -> SqlError {
     SqlError::new(
         sqlstate::UNDEFINED_TABLE,
         format!("relation \"{name}\" does not exist"),
+    )
+}
+
+pub fn undefined_index(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::UNDEFINED_OBJECT,
+        format!("index \"{name}\" does not exist"),
     )
 }
 

@@ -26,7 +26,7 @@
 //! [`ShardRequest::Stats`]: crate::rpc::ShardRequest::Stats
 
 use crate::error::{SqlError, sqlstate};
-use crate::rpc::ShardStats;
+use crate::rpc::{IndexStats, ShardStats};
 use crate::storage::LevelStats;
 use crate::types::{DataType, Row, Value};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,12 @@ pub enum SystemView {
     Storage,
     /// `sharddb_storage_levels`: one row per shard and LSM level, ordered by shard then level.
     StorageLevels,
+    /// `sharddb_indexes`: one row per shard and secondary index (B+tree shape and size, and the
+    /// shard's buffer-pool counters), ordered by shard then index name.
+    Indexes,
+    /// `sharddb_index_check`: runs the page-invariant checker (`ShardRequest::CheckIndexes`) on
+    /// every shard when read; one row per shard and index.
+    IndexCheck,
 }
 
 /// One column of a system view: its name, SQL type, and how its value is computed.
@@ -49,6 +55,8 @@ struct Column<F> {
 
 type StorageFn = fn(&ShardStats) -> Value;
 type LevelFn = fn(&ShardStats, &LevelStats) -> Value;
+type IndexFn = fn(&ShardStats, &IndexStats) -> Value;
+type CheckFn = fn(usize, &IndexStats) -> Value;
 
 /// An `integer` value. Counts that could exceed `i32` saturate rather than break the type's range
 /// invariant (see [`crate::types`]); no real shard or level count comes near it.
@@ -216,9 +224,139 @@ const LEVEL_COLUMNS: &[Column<LevelFn>] = &[
     },
 ];
 
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+const INDEX_COLUMNS: &[Column<IndexFn>] = &[
+    Column {
+        name: "shard",
+        ty: DataType::Int4,
+        value: |s, _| int4(s.shard),
+    },
+    Column {
+        name: "index_name",
+        ty: DataType::Text,
+        value: |_, i| text(&i.name),
+    },
+    Column {
+        name: "index_id",
+        ty: DataType::Int8,
+        value: |_, i| int8(u64::from(i.index_id)),
+    },
+    Column {
+        name: "table_id",
+        ty: DataType::Int8,
+        value: |_, i| int8(u64::from(i.table_id)),
+    },
+    Column {
+        name: "entries",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.entries),
+    },
+    Column {
+        name: "height",
+        ty: DataType::Int4,
+        value: |_, i| int4(i.height as usize),
+    },
+    Column {
+        name: "pages",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.pages),
+    },
+    Column {
+        name: "leaf_pages",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.leaf_pages),
+    },
+    Column {
+        name: "dirty_pages",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.dirty_pages),
+    },
+    Column {
+        name: "file_bytes",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.file_bytes),
+    },
+    Column {
+        name: "checkpoint_lsn",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.checkpoint_lsn),
+    },
+    Column {
+        name: "pool_capacity_pages",
+        ty: DataType::Int8,
+        value: |s, _| int8(s.pool.capacity_pages),
+    },
+    Column {
+        name: "pool_resident_pages",
+        ty: DataType::Int8,
+        value: |s, _| int8(s.pool.resident_pages),
+    },
+    Column {
+        name: "pool_hits",
+        ty: DataType::Int8,
+        value: |s, _| int8(s.pool.hits),
+    },
+    Column {
+        name: "pool_misses",
+        ty: DataType::Int8,
+        value: |s, _| int8(s.pool.misses),
+    },
+    Column {
+        name: "pool_evictions",
+        ty: DataType::Int8,
+        value: |s, _| int8(s.pool.evictions),
+    },
+    Column {
+        name: "pool_hit_rate",
+        ty: DataType::Float8,
+        value: |s, _| ratio(s.pool.hits, s.pool.hits.saturating_add(s.pool.misses)),
+    },
+];
+
+const CHECK_COLUMNS: &[Column<CheckFn>] = &[
+    Column {
+        name: "shard",
+        ty: DataType::Int4,
+        value: |shard, _| int4(shard),
+    },
+    Column {
+        name: "index_name",
+        ty: DataType::Text,
+        value: |_, i| text(&i.name),
+    },
+    Column {
+        name: "index_id",
+        ty: DataType::Int8,
+        value: |_, i| int8(u64::from(i.index_id)),
+    },
+    Column {
+        name: "ok",
+        ty: DataType::Bool,
+        value: |_, i| Value::Bool(i.check_error.is_none()),
+    },
+    Column {
+        name: "detail",
+        ty: DataType::Text,
+        value: |_, i| i.check_error.as_deref().map_or(Value::Null, text),
+    },
+    Column {
+        name: "entries",
+        ty: DataType::Int8,
+        value: |_, i| int8(i.entries),
+    },
+];
+
 impl SystemView {
     /// Every system view, in the order documentation lists them.
-    pub const ALL: [SystemView; 2] = [SystemView::Storage, SystemView::StorageLevels];
+    pub const ALL: [SystemView; 4] = [
+        SystemView::Storage,
+        SystemView::StorageLevels,
+        SystemView::Indexes,
+        SystemView::IndexCheck,
+    ];
 
     /// The system view called `name` (already case-folded), if any.
     pub fn lookup(name: &str) -> Option<SystemView> {
@@ -229,6 +367,8 @@ impl SystemView {
         match self {
             SystemView::Storage => "sharddb_storage",
             SystemView::StorageLevels => "sharddb_storage_levels",
+            SystemView::Indexes => "sharddb_indexes",
+            SystemView::IndexCheck => "sharddb_index_check",
         }
     }
 
@@ -237,6 +377,8 @@ impl SystemView {
         match self {
             SystemView::Storage => STORAGE_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
             SystemView::StorageLevels => LEVEL_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
+            SystemView::Indexes => INDEX_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
+            SystemView::IndexCheck => CHECK_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
         }
     }
 
@@ -259,7 +401,32 @@ impl SystemView {
                         .map(move |l| LEVEL_COLUMNS.iter().map(|c| (c.value)(s, l)).collect())
                 })
                 .collect(),
+            SystemView::Indexes => stats
+                .into_iter()
+                .flat_map(|s| {
+                    let mut indexes: Vec<&IndexStats> = s.indexes.iter().collect();
+                    indexes.sort_by(|a, b| a.name.cmp(&b.name));
+                    indexes
+                        .into_iter()
+                        .map(move |i| INDEX_COLUMNS.iter().map(|c| (c.value)(s, i)).collect())
+                })
+                .collect(),
+            // Built from CheckIndexes answers instead: see `check_rows`.
+            SystemView::IndexCheck => Vec::new(),
         }
+    }
+
+    /// `sharddb_index_check` rows from every shard's `CheckIndexes` answer (shard, results).
+    pub fn check_rows(checks: &[(usize, Vec<IndexStats>)]) -> Vec<Row> {
+        let mut out = Vec::new();
+        for (shard, results) in checks {
+            let mut results: Vec<&IndexStats> = results.iter().collect();
+            results.sort_by(|a, b| a.name.cmp(&b.name));
+            for i in results {
+                out.push(CHECK_COLUMNS.iter().map(|c| (c.value)(*shard, i)).collect());
+            }
+        }
+        out
     }
 
     /// The error for any attempt to change or drop the view (42809).

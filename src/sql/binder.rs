@@ -6,8 +6,12 @@
 //! infers the types of `$n` parameters from their context, and plans aggregation, ordering and
 //! joins. Nothing downstream looks at SQL text or names again.
 
-use crate::catalog::{Catalog, ColumnDef, ROWID_COLUMN, Relation, SystemView, TableDef, ViewDef};
+use crate::catalog::{
+    Catalog, ColumnDef, IndexDef, IndexKeyColumn, ROWID_COLUMN, Relation, SystemView, TableDef,
+    ViewDef,
+};
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::sql::access;
 use crate::sql::expr::{CastCtx, CmpOp, Expr, SubqueryKind};
 use crate::sql::functions;
 use crate::sql::plan::{Access, AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
@@ -91,6 +95,17 @@ pub enum Bound {
         if_exists: bool,
         views: bool,
     },
+    /// `CREATE INDEX`: the definition has its name and columns; the id is assigned when it is
+    /// built.
+    CreateIndex {
+        table: Arc<TableDef>,
+        index: IndexDef,
+        if_not_exists: bool,
+    },
+    DropIndexes {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     Explain(Vec<String>),
     Set {
         name: String,
@@ -129,6 +144,16 @@ pub struct Binder<'a> {
     correlated: RefCell<Vec<bool>>,
     ctes: RefCell<Vec<HashMap<String, CteDef>>>,
     depth: Cell<usize>,
+    /// The tables scanned by this statement, for choosing indexes.
+    tables: RefCell<HashMap<u32, Arc<TableDef>>>,
+    /// `enable_indexscan`: when off, scans never use secondary indexes.
+    index_scans: bool,
+}
+
+/// What filter pushdown needs to pick access paths.
+pub struct AccessCtx<'a> {
+    pub tables: &'a HashMap<u32, Arc<TableDef>>,
+    pub index_scans: bool,
 }
 
 const MAX_DEPTH: usize = 64;
@@ -250,6 +275,20 @@ fn check_numeric_typmod(p: u64, _s: u64) -> SqlResult<()> {
     Ok(())
 }
 
+/// What sharddb's unique constraints do not support.
+fn check_unique_constraint(u: &ast::UniqueConstraint) -> SqlResult<()> {
+    if matches!(u.nulls_distinct, ast::NullsDistinctOption::NotDistinct) {
+        return Err(SqlError::unsupported("NULLS NOT DISTINCT"));
+    }
+    if !u.include.is_empty() {
+        return Err(SqlError::unsupported("INCLUDE columns in a constraint"));
+    }
+    if u.characteristics.is_some() {
+        return Err(SqlError::unsupported("deferrable constraints"));
+    }
+    Ok(())
+}
+
 fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::And(items) => items.into_iter().for_each(|i| conjuncts(i, out)),
@@ -320,7 +359,27 @@ impl<'a> Binder<'a> {
             correlated: RefCell::new(Vec::new()),
             ctes: RefCell::new(Vec::new()),
             depth: Cell::new(0),
+            tables: RefCell::new(HashMap::new()),
+            index_scans: true,
         }
+    }
+
+    /// Whether scans may use secondary indexes (the `enable_indexscan` setting).
+    pub fn with_index_scans(mut self, on: bool) -> Self {
+        self.index_scans = on;
+        self
+    }
+
+    fn push_filter(&self, plan: Plan, pred: Expr) -> Plan {
+        let tables = self.tables.borrow();
+        push_filter(
+            plan,
+            pred,
+            &AccessCtx {
+                tables: &tables,
+                index_scans: self.index_scans,
+            },
+        )
     }
 
     /// Parameter types as inferred (unknown ones default to text).
@@ -354,6 +413,7 @@ impl<'a> Binder<'a> {
             S::Update(upd) => self.bind_update(upd).map(Bound::Update),
             S::Delete(del) => self.bind_delete(del).map(Bound::Delete),
             S::CreateTable(ct) => self.bind_create_table(ct),
+            S::CreateIndex(ci) => self.bind_create_index(ci),
             S::CreateView(cv) => {
                 if cv.materialized {
                     return Err(SqlError::unsupported("materialized views"));
@@ -385,6 +445,13 @@ impl<'a> Binder<'a> {
                 let views = match object_type {
                     ast::ObjectType::Table => false,
                     ast::ObjectType::View => true,
+                    ast::ObjectType::Index => {
+                        let names = names.iter().map(object_name).collect::<SqlResult<_>>()?;
+                        return Ok(Bound::DropIndexes {
+                            names,
+                            if_exists: *if_exists,
+                        });
+                    }
                     other => return Err(SqlError::unsupported(format!("DROP {other}"))),
                 };
                 let names = names.iter().map(object_name).collect::<SqlResult<_>>()?;
@@ -488,6 +555,8 @@ impl<'a> Binder<'a> {
         let name = object_name(&ct.name)?;
         let mut columns: Vec<ColumnDef> = Vec::new();
         let mut primary_key: Option<Vec<usize>> = None;
+        // UNIQUE constraints: key columns and the constraint's name if given.
+        let mut uniques: Vec<(Vec<usize>, Option<String>)> = Vec::new();
         let set_pk = |pk: &mut Option<Vec<usize>>, cols: Vec<usize>| -> SqlResult<()> {
             if pk.is_some() {
                 return Err(SqlError::new(
@@ -552,10 +621,10 @@ impl<'a> Binder<'a> {
                         set_pk(&mut primary_key, vec![i])?;
                         def.nullable = false;
                     }
-                    ast::ColumnOption::Unique(_) => {
-                        return Err(SqlError::unsupported(
-                            "UNIQUE constraints (unique indexes come with B+tree indexes)",
-                        ));
+                    ast::ColumnOption::Unique(u) => {
+                        check_unique_constraint(u)?;
+                        let name = opt.name.as_ref().or(u.name.as_ref()).map(ident);
+                        uniques.push((vec![i], name));
                     }
                     other => {
                         return Err(SqlError::unsupported(format!("column option {other}")));
@@ -588,6 +657,28 @@ impl<'a> Binder<'a> {
                     }
                     set_pk(&mut primary_key, idx)?;
                 }
+                ast::TableConstraint::Unique(u) => {
+                    check_unique_constraint(u)?;
+                    let mut idx = Vec::new();
+                    for ic in &u.columns {
+                        let n = match &ic.column.expr {
+                            ast::Expr::Identifier(i) => ident(i),
+                            other => {
+                                return Err(SqlError::unsupported(format!(
+                                    "unique constraint expression {other}"
+                                )));
+                            }
+                        };
+                        let pos = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+                            SqlError::new(
+                                sqlstate::UNDEFINED_COLUMN,
+                                format!("column \"{n}\" named in key does not exist"),
+                            )
+                        })?;
+                        idx.push(pos);
+                    }
+                    uniques.push((idx, u.name.as_ref().map(ident)));
+                }
                 other => {
                     return Err(SqlError::unsupported(format!("table constraint {other}")));
                 }
@@ -606,14 +697,165 @@ impl<'a> Binder<'a> {
                 vec![columns.len() - 1]
             }
         };
+        let mut def = TableDef {
+            id: 0,
+            name,
+            columns,
+            primary_key,
+            indexes: Vec::new(),
+        };
+        def.indexes.extend(def.pkey_index());
+        let mut taken: Vec<String> = vec![def.name.clone()];
+        taken.extend(def.indexes.iter().map(|i| i.name.clone()));
+        for (cols, explicit) in uniques {
+            let index_name = match explicit {
+                Some(n) => {
+                    if taken.contains(&n) {
+                        return Err(SqlError::new(
+                            sqlstate::DUPLICATE_TABLE,
+                            format!("relation \"{n}\" already exists"),
+                        ));
+                    }
+                    n
+                }
+                None => {
+                    let names: Vec<&str> =
+                        cols.iter().map(|c| def.columns[*c].name.as_str()).collect();
+                    self.catalog.choose_name(&def.name, &names, "key", &taken)
+                }
+            };
+            taken.push(index_name.clone());
+            def.indexes.push(IndexDef {
+                id: 0,
+                name: index_name,
+                table_id: 0,
+                columns: cols
+                    .into_iter()
+                    .map(|column| IndexKeyColumn {
+                        column,
+                        desc: false,
+                    })
+                    .collect(),
+                unique: true,
+                constraint: true,
+                primary: false,
+            });
+        }
         Ok(Bound::CreateTable {
-            def: TableDef {
+            def,
+            if_not_exists: ct.if_not_exists,
+        })
+    }
+
+    fn bind_create_index(&self, ci: &ast::CreateIndex) -> SqlResult<Bound> {
+        if ci.concurrently {
+            return Err(SqlError::unsupported(
+                "CREATE INDEX CONCURRENTLY (a build blocks writers to the table, never readers)",
+            ));
+        }
+        if let Some(using) = &ci.using
+            && !matches!(using, ast::IndexType::BTree)
+        {
+            return Err(SqlError::unsupported(format!(
+                "access method \"{}\" (btree is the only index method)",
+                using.to_string().to_lowercase()
+            )));
+        }
+        if ci.predicate.is_some() {
+            return Err(SqlError::unsupported(
+                "partial indexes (CREATE INDEX ... WHERE)",
+            ));
+        }
+        if !ci.include.is_empty() {
+            return Err(SqlError::unsupported("INCLUDE columns in an index"));
+        }
+        if ci.nulls_distinct == Some(false) {
+            return Err(SqlError::unsupported("NULLS NOT DISTINCT"));
+        }
+        if !ci.with.is_empty() || !ci.index_options.is_empty() || !ci.alter_options.is_empty() {
+            return Err(SqlError::unsupported("index storage options"));
+        }
+        if ci.r#async {
+            return Err(SqlError::unsupported("CREATE INDEX ASYNC"));
+        }
+        let table_name = object_name(&ci.table_name)?;
+        let table = self.catalog.table(&table_name)?;
+        let mut columns = Vec::new();
+        for ic in &ci.columns {
+            if ic.operator_class.is_some() {
+                return Err(SqlError::unsupported("operator classes in an index"));
+            }
+            let n = match &ic.column.expr {
+                ast::Expr::Identifier(i) => ident(i),
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "index expressions ({other}); only plain columns can be indexed"
+                    )));
+                }
+            };
+            let column = table
+                .column_index(&n)
+                .filter(|c| !table.columns[*c].hidden)
+                .ok_or_else(|| {
+                    SqlError::new(
+                        sqlstate::UNDEFINED_COLUMN,
+                        format!("column \"{n}\" does not exist"),
+                    )
+                })?;
+            let desc = match &ic.column.options.sort {
+                None | Some(ast::OrderBySort::Asc) => false,
+                Some(ast::OrderBySort::Desc) => true,
+                Some(ast::OrderBySort::Using(_)) => {
+                    return Err(SqlError::unsupported("USING operator in an index column"));
+                }
+            };
+            if let Some(nulls_first) = ic.column.options.nulls_first
+                && nulls_first != desc
+            {
+                return Err(SqlError::unsupported(format!(
+                    "{} {} in an index: NULLs sort last in ascending and first in descending \
+                     index columns",
+                    if desc { "DESC" } else { "ASC" },
+                    if nulls_first {
+                        "NULLS FIRST"
+                    } else {
+                        "NULLS LAST"
+                    }
+                )));
+            }
+            columns.push(IndexKeyColumn { column, desc });
+        }
+        if columns.is_empty() {
+            return Err(SqlError::syntax("an index needs at least one column"));
+        }
+        if columns.len() > 32 {
+            return Err(SqlError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                "cannot use more than 32 columns in an index",
+            ));
+        }
+        let name = match &ci.name {
+            Some(n) => object_name(n)?,
+            None => {
+                let names: Vec<&str> = columns
+                    .iter()
+                    .map(|c| table.columns[c.column].name.as_str())
+                    .collect();
+                self.catalog.choose_name(&table.name, &names, "idx", &[])
+            }
+        };
+        Ok(Bound::CreateIndex {
+            index: IndexDef {
                 id: 0,
                 name,
+                table_id: table.id,
                 columns,
-                primary_key,
+                unique: ci.unique,
+                constraint: false,
+                primary: false,
             },
-            if_not_exists: ct.if_not_exists,
+            table,
+            if_not_exists: ci.if_not_exists,
         })
     }
 
@@ -651,7 +893,8 @@ impl<'a> Binder<'a> {
         )
     }
 
-    fn scan_plan(table: &TableDef) -> Plan {
+    fn scan_plan(&self, table: &Arc<TableDef>) -> Plan {
+        self.tables.borrow_mut().insert(table.id, table.clone());
         Plan::Scan {
             table_id: table.id,
             table_name: table.name.clone(),
@@ -997,16 +1240,16 @@ impl<'a> Binder<'a> {
 
     fn bind_dml_scan(
         &self,
-        table: &TableDef,
+        table: &Arc<TableDef>,
         scope: &Scope,
         selection: &Option<ast::Expr>,
     ) -> SqlResult<Plan> {
-        let plan = Self::scan_plan(table);
+        let plan = self.scan_plan(table);
         match selection {
             None => Ok(plan),
             Some(w) => {
                 let pred = self.bind_predicate(w, scope, &[], "WHERE")?;
-                Ok(push_filter(plan, pred))
+                Ok(self.push_filter(plan, pred))
             }
         }
     }
@@ -1143,7 +1386,10 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        let plan = self.bind_limit(plan, limit.as_ref(), offset.as_ref(), outer)?;
+        let mut plan = self.bind_limit(plan, limit.as_ref(), offset.as_ref(), outer)?;
+        if self.index_scans {
+            access::apply_top_n(&mut plan, &self.tables.borrow());
+        }
         Ok((plan, scope))
     }
 
@@ -1489,7 +1735,7 @@ impl<'a> Binder<'a> {
         // WHERE
         if let Some(w) = &sel.selection {
             let pred = self.bind_predicate(w, &scope, outer, "WHERE")?;
-            plan = push_filter(plan, pred);
+            plan = self.push_filter(plan, pred);
         }
         // Aggregation?
         let group_exprs_ast: &[ast::Expr] = match &sel.group_by {
@@ -1997,7 +2243,7 @@ impl<'a> Binder<'a> {
             return Ok((plan, scope));
         }
         match self.catalog.get(name) {
-            Some(Relation::Table(t)) => Ok((Self::scan_plan(&t), Self::table_scope(&t, name))),
+            Some(Relation::Table(t)) => Ok((self.scan_plan(&t), Self::table_scope(&t, name))),
             Some(Relation::View(v)) => {
                 let q = crate::sql::parser::parse_query(&v.sql)?;
                 let saved = std::mem::take(&mut *self.ctes.borrow_mut());
@@ -2010,6 +2256,10 @@ impl<'a> Binder<'a> {
             Some(Relation::System(view)) => {
                 Ok((Plan::SystemScan { view }, Self::system_scope(view, name)))
             }
+            None if self.catalog.index(name).is_some() => Err(SqlError::new(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{name}\" is an index"),
+            )),
             None => Err(crate::catalog::undefined_table(name)),
         }
     }
@@ -3366,13 +3616,13 @@ fn remap_outer_expr(
 
 /// Splits a filter over `plan`'s output into the parts a shard can run (pushed into scans, also
 /// through inner joins) and the rest, and recognises primary-key point lookups.
-pub fn push_filter(plan: Plan, pred: Expr) -> Plan {
+pub fn push_filter(plan: Plan, pred: Expr, cx: &AccessCtx<'_>) -> Plan {
     let mut parts = Vec::new();
     conjuncts(pred, &mut parts);
-    push_conjuncts(plan, parts)
+    push_conjuncts(plan, parts, cx)
 }
 
-fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
+fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
     if parts.is_empty() {
         return plan;
     }
@@ -3398,7 +3648,17 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
                 }
             }
             let access = match access {
-                Access::Full => point_access(&primary_key, ship.iter().chain(keep.iter())),
+                Access::Full | Access::Index(_) => {
+                    match point_access(&primary_key, ship.iter().chain(keep.iter())) {
+                        Access::Full if cx.index_scans => cx
+                            .tables
+                            .get(&table_id)
+                            .and_then(|t| access::choose_index(t, ship.iter().chain(keep.iter())))
+                            .map(|ix| Access::Index(Box::new(ix)))
+                            .unwrap_or(Access::Full),
+                        a => a,
+                    }
+                }
                 a => a,
             };
             let scan = Plan::Scan {
@@ -3444,8 +3704,8 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>) -> Plan {
                     rest.push(p);
                 }
             }
-            let left = push_conjuncts(*left, to_left);
-            let right = push_conjuncts(*right, to_right);
+            let left = push_conjuncts(*left, to_left, cx);
+            let right = push_conjuncts(*right, to_right, cx);
             let on = and_all(rest);
             let equi = on
                 .as_ref()

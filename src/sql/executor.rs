@@ -17,10 +17,11 @@
 use crate::catalog::SystemView;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::placement::Placement;
-use crate::rpc::{ScanRequest, ShardRequest, ShardResponse, ShardStats};
+use crate::rpc::{IndexScanRequest, ScanRequest, ShardRequest, ShardResponse, ShardStats};
 use crate::shard::keys;
+use crate::sql::access;
 use crate::sql::expr::{EvalContext, Expr, SubqueryRunner};
-use crate::sql::plan::{Access, AggCall, AggFunc, JoinKind, Plan, SetOpKind, SortKey};
+use crate::sql::plan::{Access, AggCall, AggFunc, IndexAccess, JoinKind, Plan, SetOpKind, SortKey};
 use crate::txn::coordinator::Coordinator;
 use crate::types::arith::{self, ArithOp};
 use crate::types::cast::{self, CastContext};
@@ -300,6 +301,7 @@ impl<'a> Executor<'a> {
                     None => Ok(Vec::new()),
                 }
             }
+            Access::Index(ix) => self.index_scan(ix, filter, outer),
             Access::Full => {
                 let filter = match filter {
                     Some(f) => Some(f.bind_runtime(self.params, outer)?),
@@ -335,9 +337,102 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// An index range scan on every shard: each key range in order (reversed for a backward
+    /// scan), paging with `resume_after`, stopping a shard after the top-N limit if any.
+    fn index_scan(
+        &self,
+        ix: &IndexAccess,
+        filter: &Option<Expr>,
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        let ctx = self.ctx(outer);
+        let eval = |e: &Expr| e.eval(&[], &ctx);
+        let mut ranges = access::key_ranges(ix, &eval)?;
+        if ix.reverse {
+            ranges.reverse();
+        }
+        let per_shard = match &ix.limit {
+            None => usize::MAX,
+            Some((limit, offset)) => {
+                let n = |e: &Expr| -> SqlResult<Option<usize>> {
+                    Ok(match eval(e)? {
+                        Value::Int(n) => Some(n.max(0) as usize),
+                        _ => None,
+                    })
+                };
+                match n(limit)? {
+                    None => usize::MAX,
+                    Some(l) => {
+                        let o = match offset {
+                            Some(o) => n(o)?.unwrap_or(0),
+                            None => 0,
+                        };
+                        l.saturating_add(o)
+                    }
+                }
+            }
+        };
+        let filter = match filter {
+            Some(f) => Some(f.bind_runtime(self.params, outer)?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for shard in 0..self.placement.shard_count() {
+            let mut taken = 0usize;
+            'ranges: for (start, end) in &ranges {
+                let (mut start, mut end) = (start.clone(), end.clone());
+                loop {
+                    if taken >= per_shard {
+                        break 'ranges;
+                    }
+                    let resp = self.coord.call(
+                        shard,
+                        ShardRequest::IndexScan(IndexScanRequest {
+                            index_id: ix.index_id,
+                            start: start.clone(),
+                            end: end.clone(),
+                            reverse: ix.reverse,
+                            read_ts: self.read_ts,
+                            limit: SCAN_PAGE,
+                            filter: filter.clone(),
+                        }),
+                    )?;
+                    let ShardResponse::Rows { rows, resume_after } = resp else {
+                        return Err(SqlError::internal("unexpected shard response to IndexScan"));
+                    };
+                    let rows: Vec<Row> = rows.into_iter().take(per_shard - taken).collect();
+                    taken += rows.len();
+                    self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+                    out.extend(rows);
+                    match resume_after {
+                        Some(k) if ix.reverse => end = Bound::Excluded(k),
+                        Some(k) => start = Bound::Excluded(k),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Rows of a system view from this statement's statistics snapshot.
     fn system_scan(&self, view: SystemView) -> SqlResult<Vec<Row>> {
-        let rows = view.rows(&self.shard_stats()?);
+        let rows = if view == SystemView::IndexCheck {
+            let mut checks = Vec::with_capacity(self.placement.shard_count());
+            for shard in 0..self.placement.shard_count() {
+                match self.coord.call(shard, ShardRequest::CheckIndexes)? {
+                    ShardResponse::IndexChecks(results) => checks.push((shard, results)),
+                    _ => {
+                        return Err(SqlError::internal(
+                            "unexpected shard response to CheckIndexes",
+                        ));
+                    }
+                }
+            }
+            SystemView::check_rows(&checks)
+        } else {
+            view.rows(&self.shard_stats()?)
+        };
         self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
         Ok(rows)
     }

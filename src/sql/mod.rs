@@ -6,9 +6,11 @@
 //! - [`parser`]: sqlparser with the PostgreSQL dialect; errors carry positions.
 //! - [`binder`] and [`scope`]: names → positions, types, coercions, aggregation, pushdown.
 //! - [`expr`] and [`functions`]: bound scalar expressions and the function library.
-//! - [`plan`]: relational operators; [`executor`]: runs them against shards.
+//! - [`plan`]: relational operators; [`access`]: index access paths (choice, key ranges);
+//!   [`executor`]: runs them against shards.
 //! - [`session`]: the database handle and per-connection statement execution.
 
+pub mod access;
 pub mod binder;
 pub mod executor;
 pub mod expr;

@@ -13,6 +13,22 @@ use crate::sql::expr::Expr;
 use crate::types::DataType;
 use serde::{Deserialize, Serialize};
 
+/// `5`, `5 + 10` or `$1` as EXPLAIN shows a per-shard limit.
+fn limit_text(limit: &Expr, offset: &Option<Expr>) -> String {
+    fn one(e: &Expr) -> String {
+        match e {
+            Expr::Literal(crate::types::Value::Int(n)) => n.to_string(),
+            Expr::Param(i) => format!("${}", i + 1),
+            Expr::Cast { expr, .. } => one(expr),
+            _ => "(expression)".to_string(),
+        }
+    }
+    match offset {
+        None => one(limit),
+        Some(o) => format!("{} + {}", one(limit), one(o)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinKind {
     Inner,
@@ -66,6 +82,46 @@ pub enum Access {
     /// The predicate fixes the whole primary key: one shard, one key. The expressions give the
     /// key values in key order, already of the key columns' types.
     Point { key: Vec<Expr> },
+    /// Every shard, through one secondary index (see `sql/access.rs`).
+    Index(Box<IndexAccess>),
+}
+
+/// A leading index column fixed by the predicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EqBound {
+    /// `col = v` (one value) or `col IN (v1, ...)` (several ranges, sorted and deduplicated at
+    /// execution). Values are of the column's type; NULL values match nothing.
+    Values(Vec<Expr>),
+    /// `col IS NULL`.
+    Null,
+}
+
+/// Bounds on the index column after the fixed ones: `(value, inclusive)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangeBound {
+    pub lower: Option<(Expr, bool)>,
+    pub upper: Option<(Expr, bool)>,
+}
+
+/// An index range scan. The bounds are a superset of the rows the scan's filter accepts (the
+/// whole filter still runs on the shards), so they never change results, only how many index
+/// entries are examined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexAccess {
+    pub index_id: u32,
+    pub index_name: String,
+    pub columns: Vec<crate::rpc::IndexColumn>,
+    pub eq: Vec<EqBound>,
+    /// On column `eq.len()`.
+    pub range: Option<RangeBound>,
+    /// Walk the index backwards (ORDER BY the index columns reversed).
+    pub reverse: bool,
+    /// Top-N: each shard stops after `limit + offset` matching rows (both evaluated at
+    /// execution; NULL means no limit). Set only below a coordinator Sort that restores the
+    /// global order.
+    pub limit: Option<(Expr, Option<Expr>)>,
+    /// The bounds as text, for EXPLAIN.
+    pub cond: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +221,37 @@ impl Plan {
                 access: match access {
                     Access::Full => Access::Full,
                     Access::Point { key } => Access::Point { key: all(key, f)? },
+                    Access::Index(ix) => {
+                        let IndexAccess {
+                            eq, range, limit, ..
+                        } = *ix.clone();
+                        let eq = eq
+                            .into_iter()
+                            .map(|b| {
+                                Ok(match b {
+                                    EqBound::Values(v) => EqBound::Values(all(v, f)?),
+                                    EqBound::Null => EqBound::Null,
+                                })
+                            })
+                            .collect::<SqlResult<_>>()?;
+                        let range = match range {
+                            None => None,
+                            Some(r) => Some(RangeBound {
+                                lower: r.lower.map(|(e, i)| Ok((f(e)?, i))).transpose()?,
+                                upper: r.upper.map(|(e, i)| Ok((f(e)?, i))).transpose()?,
+                            }),
+                        };
+                        let limit = match limit {
+                            None => None,
+                            Some((l, o)) => Some((f(l)?, o.map(&mut *f).transpose()?)),
+                        };
+                        Access::Index(Box::new(IndexAccess {
+                            eq,
+                            range,
+                            limit,
+                            ..*ix
+                        }))
+                    }
                 },
                 filter: filter.map(&mut *f).transpose()?,
             },
@@ -264,6 +351,18 @@ impl Plan {
         })
     }
 
+    /// Whether this is (a projection of) an index scan with a per-shard limit.
+    fn ordered_index_scan(&self) -> bool {
+        match self {
+            Plan::Project { input, .. } => input.ordered_index_scan(),
+            Plan::Scan {
+                access: Access::Index(ix),
+                ..
+            } => ix.limit.is_some(),
+            _ => false,
+        }
+    }
+
     /// An indented, human-readable rendering for EXPLAIN.
     pub fn explain(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -286,7 +385,33 @@ impl Plan {
             } => {
                 let how = match access {
                     Access::Full => "Scan on all shards".to_string(),
-                    Access::Point { .. } => "Point lookup on one shard".to_string(),
+                    Access::Point { .. } => {
+                        format!("Point lookup using {table_name}_pkey on one shard")
+                    }
+                    Access::Index(ix) => {
+                        let mut line = format!(
+                            "{}using {} on {table_name} (all shards",
+                            if ix.reverse {
+                                "Index Scan Backward "
+                            } else {
+                                "Index Scan "
+                            },
+                            ix.index_name
+                        );
+                        if let Some((l, o)) = &ix.limit {
+                            line.push_str(&format!(", per-shard limit {}", limit_text(l, o)));
+                        }
+                        line.push(')');
+                        out.push(format!("{pad}{line}"));
+                        let sub = format!("{}    ", " ".repeat(pad.len()));
+                        if !ix.cond.is_empty() {
+                            out.push(format!("{sub}Index Cond: {}", ix.cond));
+                        }
+                        if filter.is_some() {
+                            out.push(format!("{sub}Filter: pushed to shards"));
+                        }
+                        return;
+                    }
                 };
                 match filter {
                     Some(_) => format!("{how}: {table_name} (filter pushed to shards)"),
@@ -313,7 +438,16 @@ impl Plan {
                 group_by.len(),
                 aggs.len()
             ),
-            Plan::Sort { keys, .. } => format!("Sort ({} keys)", keys.len()),
+            Plan::Sort { keys, input } => {
+                if input.ordered_index_scan() {
+                    format!(
+                        "Sort ({} keys; merges the shards' ordered index scans)",
+                        keys.len()
+                    )
+                } else {
+                    format!("Sort ({} keys)", keys.len())
+                }
+            }
             Plan::Limit { .. } => "Limit".to_string(),
             Plan::Distinct { .. } => "Distinct".to_string(),
             Plan::SetOp { op, all, .. } => {

@@ -8,12 +8,14 @@
 //! coordinator's write lock, so they are serialized with each other; reads take a fresh snapshot
 //! timestamp per statement and never wait for writers.
 
-use crate::catalog::{Catalog, Relation, TableDef};
+use crate::catalog::{Catalog, IndexDef, Relation, TableDef};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::id::SnowflakeGenerator;
 use crate::placement::Placement;
 use crate::rpc::ScanRequest;
-use crate::rpc::{LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse};
+use crate::rpc::{
+    LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse, UniqueProbe,
+};
 use crate::shard::{Shard, keys};
 use crate::sql::binder::{
     Binder, Bound, ColumnSource, DeletePlan, InsertPlan, OutputColumn, Returning, UpdatePlan,
@@ -26,7 +28,7 @@ use crate::txn::coordinator::Coordinator;
 use crate::txn::snapshots::Registered;
 use crate::types::cast::{self, CastContext};
 use crate::types::format::format_text;
-use crate::types::{DataType, Row, Value, row};
+use crate::types::{DataType, Row, Value, keycode, row};
 use sqlparser::ast;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -149,14 +151,191 @@ impl Database {
         let coordinator = Coordinator::new(clients, meta.clone(), clock);
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
-        Ok(Arc::new(Database {
+        let db = Database {
             statement_mem_bytes: opts.statement_mem_bytes,
             catalog,
             coordinator,
             placement: Placement::new(shards),
             ids: SnowflakeGenerator::new(0),
-        }))
+        };
+        db.retain_indexes()?;
+        Ok(Arc::new(db))
     }
+
+    /// Tells every shard which indexes the catalog names, so index files built by a CREATE
+    /// INDEX (or CREATE TABLE) that crashed before its catalog write, or left by a DROP whose
+    /// shard-side part did not happen, are removed.
+    fn retain_indexes(&self) -> SqlResult<()> {
+        let ids = self.catalog.secondary_index_ids();
+        for shard in 0..self.placement.shard_count() {
+            match self.coordinator.call(
+                shard,
+                ShardRequest::RetainIndexes {
+                    index_ids: ids.clone(),
+                },
+            ) {
+                Ok(_) => {}
+                // A shard without index support has nothing to reconcile.
+                Err(e) if e.code == sqlstate::FEATURE_NOT_SUPPORTED && ids.is_empty() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `request` to every shard, in shard order.
+    pub fn call_all(&self, request: impl Fn() -> ShardRequest) -> SqlResult<Vec<ShardResponse>> {
+        (0..self.placement.shard_count())
+            .map(|shard| self.coordinator.call(shard, request()))
+            .collect()
+    }
+
+    /// Drops an index on every shard, best effort (a failure is logged: the index is no longer
+    /// in the catalog, and `RetainIndexes` at the next start removes what is left).
+    fn drop_index_on_shards(&self, index_id: u32) {
+        for shard in 0..self.placement.shard_count() {
+            if let Err(e) = self
+                .coordinator
+                .call(shard, ShardRequest::DropIndex { index_id })
+            {
+                tracing::warn!(index_id, shard, error = %e, "could not drop index on shard");
+            }
+        }
+    }
+
+    /// Builds `index` on every shard from the rows visible at `read_ts`; on failure drops it
+    /// again everywhere.
+    fn build_index_on_shards(
+        &self,
+        table: &TableDef,
+        index: &IndexDef,
+        read_ts: u64,
+    ) -> SqlResult<()> {
+        let spec = index.spec(table);
+        for shard in 0..self.placement.shard_count() {
+            let started = std::time::Instant::now();
+            let result = self.coordinator.call(
+                shard,
+                ShardRequest::CreateIndex {
+                    spec: spec.clone(),
+                    read_ts,
+                },
+            );
+            if let Err(e) = result {
+                self.drop_index_on_shards(index.id);
+                return Err(e);
+            }
+            tracing::info!(
+                index = %index.name,
+                shard,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "index built on shard"
+            );
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every row of `table` visible at `read_ts`, a shard page at a time.
+    fn for_each_row(
+        &self,
+        table: &TableDef,
+        read_ts: u64,
+        f: &mut dyn FnMut(Row) -> SqlResult<()>,
+    ) -> SqlResult<()> {
+        for shard in 0..self.placement.shard_count() {
+            let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));
+            loop {
+                let resp = self.coordinator.call(
+                    shard,
+                    ShardRequest::Scan(ScanRequest {
+                        start: start.clone(),
+                        end: std::ops::Bound::Excluded(keys::table_end(table.id)),
+                        read_ts,
+                        limit: SCAN_PAGE,
+                        filter: None,
+                    }),
+                )?;
+                let ShardResponse::Rows { rows, resume_after } = resp else {
+                    return Err(SqlError::internal("unexpected shard response to Scan"));
+                };
+                for r in rows {
+                    f(r)?;
+                }
+                match resume_after {
+                    Some(k) => start = std::ops::Bound::Excluded(k),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// CREATE INDEX on a possibly populated table: holds the write lock for the whole build
+    /// (writers wait, readers do not), checks uniqueness over the visible rows, builds on every
+    /// shard, then writes the catalog entry (the commit point).
+    fn create_index(&self, table: &TableDef, mut index: IndexDef) -> SqlResult<()> {
+        let _write = self.coordinator.write_guard();
+        let snapshot = self.coordinator.begin_read();
+        let read_ts = snapshot.ts();
+        // The table may have been dropped or re-created since binding.
+        match self.catalog.get(&table.name) {
+            Some(Relation::Table(t)) if t.id == table.id => {}
+            _ => return Err(crate::catalog::undefined_table(&table.name)),
+        }
+        if self.catalog.name_taken(&index.name) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", index.name),
+            ));
+        }
+        tracing::info!(index = %index.name, table = %table.name, "building index");
+        if index.unique {
+            let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+            let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
+            let mut seen: HashSet<Vec<u8>> = HashSet::new();
+            let mut rows = 0u64;
+            self.for_each_row(table, read_ts, &mut |row| {
+                rows += 1;
+                if cols.iter().any(|c| row[*c].is_null()) {
+                    return Ok(());
+                }
+                let key = encode_pk(&row, &cols, &types);
+                if !seen.insert(key) {
+                    return Err(SqlError::new(
+                        sqlstate::UNIQUE_VIOLATION,
+                        format!("could not create unique index \"{}\"", index.name),
+                    )
+                    .with_detail(format!(
+                        "Key {} is duplicated.",
+                        key_text(table, &cols, &row)
+                    )));
+                }
+                Ok(())
+            })?;
+            tracing::info!(index = %index.name, rows, "unique index: no duplicates");
+        }
+        index.id = self.catalog.allocate_index_id()?;
+        self.build_index_on_shards(table, &index, read_ts)?;
+        if let Err(e) = self.catalog.add_index(index.clone()) {
+            self.drop_index_on_shards(index.id);
+            return Err(e);
+        }
+        tracing::info!(index = %index.name, id = index.id, "index created");
+        Ok(())
+    }
+}
+
+/// `(a, b)=(1, x)` as PostgreSQL shows a key in error details.
+fn key_text(table: &TableDef, cols: &[usize], row: &[Value]) -> String {
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|i| table.columns[*i].name.as_str())
+        .collect();
+    let vals: Vec<String> = cols
+        .iter()
+        .map(|i| format_text(&row[*i], table.columns[*i].ty).unwrap_or_else(|| "null".into()))
+        .collect();
+    format!("({})=({})", names.join(", "), vals.join(", "))
 }
 
 fn write_durably(tmp: &Path, dst: &Path, body: &[u8]) -> std::io::Result<()> {
@@ -214,6 +393,8 @@ impl Session {
             ("search_path", "\"$user\", public"),
             ("extra_float_digits", "1"),
             ("application_name", ""),
+            ("enable_indexscan", "on"),
+            ("enable_seqscan", "on"),
         ] {
             settings.insert(k.to_string(), v.to_string());
         }
@@ -230,7 +411,9 @@ impl Session {
         stmt: &ast::Statement,
         param_types: &[Option<DataType>],
     ) -> SqlResult<Described> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
+            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+        );
         let bound = binder.bind_statement(stmt)?;
         let columns = match &bound {
             Bound::Query { columns, .. } => columns.clone(),
@@ -263,7 +446,9 @@ impl Session {
         param_types: &[Option<DataType>],
         params: &[Value],
     ) -> SqlResult<Outcome> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec());
+        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
+            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+        );
         let bound = binder.bind_statement(stmt)?;
         self.run_bound(bound, params)
     }
@@ -284,15 +469,83 @@ impl Session {
             Bound::Update(p) => self.update(p, params),
             Bound::Delete(p) => self.delete(p, params),
             Bound::CreateTable { def, if_not_exists } => {
+                // The table is new, so its (empty) indexes are built at any snapshot.
+                let build = |t: &TableDef| -> SqlResult<()> {
+                    let read_ts = db.coordinator.begin_read().ts();
+                    for i in t.secondary_indexes() {
+                        db.build_index_on_shards(t, i, read_ts)?;
+                    }
+                    Ok(())
+                };
+                let undo = |t: &TableDef| {
+                    for i in t.secondary_indexes() {
+                        db.drop_index_on_shards(i.id);
+                    }
+                };
                 if db
                     .catalog
-                    .create_table(def.clone(), if_not_exists)?
+                    .create_table(def.clone(), if_not_exists, &build, &undo)?
                     .is_none()
                 {
                     tracing::info!(table = %def.name, "relation already exists, skipping");
                 }
                 Ok(Outcome::Command {
                     tag: "CREATE TABLE".into(),
+                })
+            }
+            Bound::CreateIndex {
+                table,
+                index,
+                if_not_exists,
+            } => {
+                if if_not_exists && db.catalog.name_taken(&index.name) {
+                    tracing::info!(index = %index.name, "relation already exists, skipping");
+                } else {
+                    db.create_index(&table, index)?;
+                }
+                Ok(Outcome::Command {
+                    tag: "CREATE INDEX".into(),
+                })
+            }
+            Bound::DropIndexes { names, if_exists } => {
+                for n in &names {
+                    match db.catalog.index(n) {
+                        Some((t, i)) if i.constraint => {
+                            return Err(SqlError::new(
+                                sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                                format!(
+                                    "cannot drop index {n} because constraint {n} on table {} \
+                                     requires it",
+                                    t.name
+                                ),
+                            )
+                            .with_hint(format!(
+                                "You can drop constraint {n} on table {} instead.",
+                                t.name
+                            )));
+                        }
+                        Some(_) => {}
+                        None if db.catalog.get(n).is_some() => {
+                            return Err(SqlError::new(
+                                sqlstate::WRONG_OBJECT_TYPE,
+                                format!("\"{n}\" is not an index"),
+                            ));
+                        }
+                        None if if_exists => {}
+                        None => return Err(crate::catalog::undefined_index(n)),
+                    }
+                }
+                // Writers hold this lock while they check unique indexes; none is mid-statement.
+                let _write = db.coordinator.write_guard();
+                for n in &names {
+                    if db.catalog.index(n).is_none() {
+                        continue;
+                    }
+                    let index = db.catalog.remove_index(n)?;
+                    db.drop_index_on_shards(index.id);
+                }
+                Ok(Outcome::Command {
+                    tag: "DROP INDEX".into(),
                 })
             }
             Bound::CreateView { def, or_replace } => {
@@ -311,6 +564,16 @@ impl Session {
                     match (db.catalog.get(n), views) {
                         // Even with IF EXISTS: the view exists and cannot be dropped.
                         (Some(Relation::System(view)), _) => return Err(view.read_only_error()),
+                        (None, _) if db.catalog.index(n).is_some() => {
+                            return Err(SqlError::new(
+                                sqlstate::WRONG_OBJECT_TYPE,
+                                format!(
+                                    "\"{n}\" is not a {}",
+                                    if views { "view" } else { "table" }
+                                ),
+                            )
+                            .with_hint("Use DROP INDEX to remove an index."));
+                        }
                         (None, _) if if_exists => {}
                         (None, _) => {
                             return Err(SqlError::new(
@@ -343,6 +606,9 @@ impl Session {
                         continue;
                     }
                     if let Relation::Table(t) = db.catalog.drop_relation(n)? {
+                        for i in t.secondary_indexes() {
+                            db.drop_index_on_shards(i.id);
+                        }
                         self.delete_all_rows(&t)?;
                     }
                 }
@@ -368,6 +634,11 @@ impl Session {
                         )));
                     }
                 }
+                let value = if BOOL_SETTINGS.contains(&name.as_str()) {
+                    parse_bool_setting(&name, &value)?.to_string()
+                } else {
+                    value
+                };
                 self.settings.insert(name, value);
                 Ok(Outcome::Command { tag: "SET".into() })
             }
@@ -495,9 +766,96 @@ impl Session {
             });
             inserted.push(row);
         }
+        let own: HashSet<Vec<u8>> = new_keys
+            .iter()
+            .map(|pk| keys::row_key(table.id, pk))
+            .collect();
+        self.check_unique_indexes(table, &inserted, &own, None)?;
         db.coordinator.commit(writes)?;
         let tag = format!("INSERT 0 {}", inserted.len());
         self.returning_outcome(p.returning, &inserted, params, tag, exec)
+    }
+
+    /// Unique indexes: no two rows of `rows` (the statement's new row versions) and no stored
+    /// row outside the statement may hold the same non-NULL key. Stored rows are probed with
+    /// one `UniqueCheck` per index per shard; hits on `own` engine keys (rows this statement
+    /// rewrites or writes) are ignored because their new values are among `rows`. With
+    /// `changed` (an UPDATE's assigned columns), indexes none of whose columns change are
+    /// skipped: each row keeps the key it already held uniquely.
+    ///
+    /// Safe against concurrent writers because writing statements hold the coordinator's
+    /// write lock from their first read to their commit.
+    fn check_unique_indexes(
+        &self,
+        table: &TableDef,
+        rows: &[Row],
+        own: &HashSet<Vec<u8>>,
+        changed: Option<&[usize]>,
+    ) -> SqlResult<()> {
+        const PROBE_BATCH: usize = 4096;
+        let db = &self.db;
+        for index in table.secondary_indexes().filter(|i| i.unique) {
+            let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
+            if let Some(changed) = changed
+                && !cols.iter().any(|c| changed.contains(c))
+            {
+                continue;
+            }
+            let types: Vec<DataType> = cols.iter().map(|c| table.columns[*c].ty).collect();
+            let desc: Vec<bool> = index.columns.iter().map(|c| c.desc).collect();
+            let violation = |row: &Row| {
+                SqlError::new(
+                    sqlstate::UNIQUE_VIOLATION,
+                    format!(
+                        "duplicate key value violates unique constraint \"{}\"",
+                        index.name
+                    ),
+                )
+                .with_detail(format!(
+                    "Key {} already exists.",
+                    key_text(table, &cols, row)
+                ))
+            };
+            let mut seen: HashSet<Vec<u8>> = HashSet::new();
+            let mut probes: Vec<UniqueProbe> = Vec::new();
+            let mut probe_rows: Vec<usize> = Vec::new();
+            for (ri, row) in rows.iter().enumerate() {
+                let values: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+                if values.iter().any(Value::is_null) {
+                    continue; // NULLs are distinct
+                }
+                let mut key = Vec::new();
+                keycode::encode_key_tuple(&values, &types, &desc, &mut key);
+                if !seen.insert(key.clone()) {
+                    return Err(violation(row));
+                }
+                probes.push(UniqueProbe { key });
+                probe_rows.push(ri);
+            }
+            for (chunk_no, chunk) in probes.chunks(PROBE_BATCH).enumerate() {
+                for shard in 0..db.placement.shard_count() {
+                    let resp = db.coordinator.call(
+                        shard,
+                        ShardRequest::UniqueCheck {
+                            index_id: index.id,
+                            probes: chunk.to_vec(),
+                        },
+                    )?;
+                    let ShardResponse::UniqueHits(hits) = resp else {
+                        return Err(SqlError::internal(
+                            "unexpected shard response to UniqueCheck",
+                        ));
+                    };
+                    if let Some((pos, _)) = hits.iter().find(|(_, key)| !own.contains(key)) {
+                        let ri = probe_rows
+                            .get(chunk_no * PROBE_BATCH + pos)
+                            .ok_or_else(|| SqlError::internal("UniqueCheck hit out of range"))?;
+                        return Err(violation(&rows[*ri]));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn key_exists(&self, table: &TableDef, pk: &[u8], read_ts: u64) -> SqlResult<bool> {
@@ -547,6 +905,13 @@ impl Session {
                 return Err(duplicate_key(table, new));
             }
         }
+        let own: HashSet<Vec<u8>> = old_keys
+            .iter()
+            .chain(new_keys.iter())
+            .map(|pk| keys::row_key(table.id, pk))
+            .collect();
+        let assigned: Vec<usize> = p.assignments.iter().map(|(c, _)| *c).collect();
+        self.check_unique_indexes(table, &new_rows, &own, Some(&assigned))?;
         let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
         for ok in old_keys.iter().filter(|k| !new_keys.contains(*k)) {
             writes
@@ -640,6 +1005,34 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Planner switches, boolean like PostgreSQL's. `enable_seqscan` is accepted for
+/// compatibility; sharddb has no cost model for it to bias.
+const BOOL_SETTINGS: &[&str] = &["enable_indexscan", "enable_seqscan"];
+
+/// PostgreSQL's boolean setting syntax (`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`, and
+/// unique prefixes), shown as `on`/`off`.
+fn parse_bool_setting(name: &str, value: &str) -> SqlResult<&'static str> {
+    let v = value.trim().to_lowercase();
+    let on = ["on", "true", "yes", "1"];
+    let off = ["off", "false", "no", "0"];
+    let matches = |words: &[&str]| {
+        words.iter().any(|w| *w == v)
+            || (v.len() >= 2 && words.iter().any(|w| w.len() > 2 && w.starts_with(&v)))
+            || (v.len() == 1 && ["t", "y"].contains(&v.as_str()) && words.contains(&"true"))
+            || (v.len() == 1 && ["f", "n"].contains(&v.as_str()) && words.contains(&"false"))
+    };
+    if matches(&on) {
+        Ok("on")
+    } else if matches(&off) {
+        Ok("off")
+    } else {
+        Err(SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("parameter \"{name}\" requires a Boolean value"),
+        ))
     }
 }
 
