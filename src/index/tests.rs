@@ -49,7 +49,7 @@ fn key(ps: usize) -> impl Strategy<Value = Vec<u8>> {
     let max = BTree::max_key_len(ps);
     prop_oneof![
         3 => prop::collection::vec(select(b"abcd".to_vec()), 0..5),
-        2 => prop::collection::vec(select(b"abc".to_vec()), 0..6).prop_map(move |s| {
+        2 => prop::collection::vec(select(b"abcd".to_vec()), 0..6).prop_map(move |s| {
             let mut k = vec![b'x'; max - 5];
             k.extend(s);
             k.truncate(max);
@@ -78,9 +78,15 @@ fn op(ps: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
-fn case(max_ops: usize) -> impl Strategy<Value = (usize, Vec<Op>)> {
-    prop_oneof![Just(256usize), Just(512usize)]
-        .prop_flat_map(move |ps| (Just(ps), prop::collection::vec(op(ps), 1..max_ops)))
+/// A page size, keys to insert first (so that trees get deep), then random operations.
+fn case(max_ops: usize) -> impl Strategy<Value = (usize, Vec<Vec<u8>>, Vec<Op>)> {
+    prop_oneof![Just(256usize), Just(512usize)].prop_flat_map(move |ps| {
+        (
+            Just(ps),
+            prop::collection::vec(key(ps), 0..400),
+            prop::collection::vec(op(ps), 1..max_ops),
+        )
+    })
 }
 
 fn all(tree: &BTree) -> Vec<Vec<u8>> {
@@ -268,8 +274,11 @@ proptest! {
 
     /// Random inserts / deletes / lookups / scans / checkpoints / crashes against the model.
     #[test]
-    fn model_with_crashes((ps, ops) in case(400)) {
+    fn model_with_crashes((ps, prefill, ops) in case(300)) {
         let mut h = Harness::new(ps, 32, None);
+        for k in prefill {
+            h.apply(&Op::Insert(k));
+        }
         run_ops(&mut h, &ops);
     }
 
@@ -278,7 +287,7 @@ proptest! {
     fn bulk_load_then_mutate(
         (ps, keys, ops) in prop_oneof![Just(256usize), Just(512usize)].prop_flat_map(|ps| (
             Just(ps),
-            prop::collection::btree_set(key(ps), 0..400),
+            prop::collection::btree_set(key(ps), 0..1200),
             prop::collection::vec(op(ps), 0..150),
         ))
     ) {
