@@ -353,9 +353,9 @@ impl BTree {
             }
             let node = self.read_node(&st, next)?;
             if !node.is_leaf() || (if reverse { node.next } else { node.prev }) != pno {
-                return Err(self.corrupt(format!(
-                    "page {next}: not a leaf linked back to leaf {pno}"
-                )));
+                return Err(
+                    self.corrupt(format!("page {next}: not a leaf linked back to leaf {pno}"))
+                );
             }
             pno = next;
             leaf = node;
@@ -471,9 +471,7 @@ pub(super) fn child_index(node: &Node, key: &[u8]) -> usize {
 fn expect_shape(tree: &BTree, node: &Node, pno: u32, level: u32) -> Result<()> {
     let ok = match node.kind {
         Kind::Leaf => level == 0,
-        Kind::Internal => {
-            node.level as u32 == level && node.children.len() == node.keys.len() + 1
-        }
+        Kind::Internal => node.level as u32 == level && node.children.len() == node.keys.len() + 1,
         Kind::Free => false,
     };
     if ok {
@@ -560,7 +558,9 @@ impl<'a> Op<'a> {
         if pno != NONE {
             let mut n = self.get(pno)?;
             if !n.is_leaf() {
-                return Err(self.tree.corrupt(format!("page {pno}: leaf link to a non-leaf")));
+                return Err(self
+                    .tree
+                    .corrupt(format!("page {pno}: leaf link to a non-leaf")));
             }
             n.prev = prev;
             self.put(pno, n);
@@ -575,7 +575,11 @@ impl<'a> Op<'a> {
         loop {
             let node = self.get(pno)?;
             expect_shape(self.tree, &node, pno, level)?;
-            let child = if level == 0 { 0 } else { child_index(&node, key) };
+            let child = if level == 0 {
+                0
+            } else {
+                child_index(&node, key)
+            };
             let next = node.children.get(child).copied();
             path.push(Step { pno, node, child });
             if level == 0 {
@@ -658,11 +662,16 @@ impl<'a> Op<'a> {
         } else {
             (node, self.get(rpno)?)
         };
-        let sibling = if ci > 0 { (lpno, &left) } else { (rpno, &right) };
+        let sibling = if ci > 0 {
+            (lpno, &left)
+        } else {
+            (rpno, &right)
+        };
         if left.kind != right.kind || left.level != right.level {
-            return Err(self
-                .tree
-                .corrupt(format!("page {}: sibling of page {pno} has another shape", sibling.0)));
+            return Err(self.tree.corrupt(format!(
+                "page {}: sibling of page {pno} has another shape",
+                sibling.0
+            )));
         }
         if left.is_leaf() {
             let mut keys = std::mem::take(&mut left.keys);

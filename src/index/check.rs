@@ -45,14 +45,26 @@ pub(crate) fn check(tree: &BTree, meta: &Meta) -> Result<TreeStats> {
     if w.last_leaf != NONE {
         let last = tree.read_node(meta, w.last_leaf)?;
         if last.next != NONE {
-            return Err(w.bad(w.last_leaf, format!("last leaf has next link {}", last.next)));
+            return Err(w.bad(
+                w.last_leaf,
+                format!("last leaf has next link {}", last.next),
+            ));
         }
     }
     if w.entries != meta.entries {
-        return Err(w.bad(0, format!("meta says {} entries, tree has {}", meta.entries, w.entries)));
+        return Err(w.bad(
+            0,
+            format!("meta says {} entries, tree has {}", meta.entries, w.entries),
+        ));
     }
     if w.leaves != meta.leaf_pages {
-        return Err(w.bad(0, format!("meta says {} leaves, tree has {}", meta.leaf_pages, w.leaves)));
+        return Err(w.bad(
+            0,
+            format!(
+                "meta says {} leaves, tree has {}",
+                meta.leaf_pages, w.leaves
+            ),
+        ));
     }
     let mut free = 0u64;
     let mut pno = meta.free_head;
@@ -66,10 +78,16 @@ pub(crate) fn check(tree: &BTree, meta: &Meta) -> Result<TreeStats> {
         pno = node.next;
     }
     if free != meta.free_pages {
-        return Err(w.bad(0, format!("meta says {} free pages, list has {free}", meta.free_pages)));
+        return Err(w.bad(
+            0,
+            format!("meta says {} free pages, list has {free}", meta.free_pages),
+        ));
     }
     if let Some(p) = w.seen.iter().skip(1).position(|s| !s) {
-        return Err(w.bad(p as u32 + 1, "page neither reachable nor free (leaked)".into()));
+        return Err(w.bad(
+            p as u32 + 1,
+            "page neither reachable nor free (leaked)".into(),
+        ));
     }
     Ok(TreeStats {
         height: meta.height,
@@ -109,11 +127,18 @@ impl Walker<'_> {
         self.visit(pno)?;
         let ps = self.tree.pool.page_size();
         let node = self.tree.read_node(self.meta, pno)?;
-        let expect = if level == 0 { Kind::Leaf } else { Kind::Internal };
+        let expect = if level == 0 {
+            Kind::Leaf
+        } else {
+            Kind::Internal
+        };
         if node.kind != expect || node.level as u32 != level {
             return Err(self.bad(
                 pno,
-                format!("{:?} at level {}, expected {expect:?} at level {level}", node.kind, node.level),
+                format!(
+                    "{:?} at level {}, expected {expect:?} at level {level}",
+                    node.kind, node.level
+                ),
             ));
         }
         if !node.fits(ps) {
@@ -122,7 +147,11 @@ impl Walker<'_> {
         if !root && node.used() < page::min_fill(ps) {
             return Err(self.bad(
                 pno,
-                format!("underfull: {} bytes used, minimum {}", node.used(), page::min_fill(ps)),
+                format!(
+                    "underfull: {} bytes used, minimum {}",
+                    node.used(),
+                    page::min_fill(ps)
+                ),
             ));
         }
         for w in node.keys.windows(2) {
@@ -138,16 +167,26 @@ impl Walker<'_> {
         if let (Some(last), Some(hi)) = (node.keys.last(), upper)
             && last.as_slice() >= hi
         {
-            return Err(self.bad(pno, format!("key {last:?} not below parent separator {hi:?}")));
+            return Err(self.bad(
+                pno,
+                format!("key {last:?} not below parent separator {hi:?}"),
+            ));
         }
         if node.kind == Kind::Leaf {
             return self.leaf(pno, node);
         }
         if node.children.len() != node.keys.len() + 1 || node.keys.is_empty() {
-            return Err(self.bad(pno, format!("internal page with {} children", node.children.len())));
+            return Err(self.bad(
+                pno,
+                format!("internal page with {} children", node.children.len()),
+            ));
         }
         for (i, &child) in node.children.iter().enumerate() {
-            let lo = if i == 0 { lower } else { Some(node.keys[i - 1].as_slice()) };
+            let lo = if i == 0 {
+                lower
+            } else {
+                Some(node.keys[i - 1].as_slice())
+            };
             let hi = node.keys.get(i).map(|k| k.as_slice()).or(upper);
             self.walk(child, level - 1, lo, hi, false)?;
         }
@@ -158,7 +197,10 @@ impl Walker<'_> {
         if node.prev != self.last_leaf {
             return Err(self.bad(
                 pno,
-                format!("prev link {} but the previous leaf is {}", node.prev, self.last_leaf),
+                format!(
+                    "prev link {} but the previous leaf is {}",
+                    node.prev, self.last_leaf
+                ),
             ));
         }
         if self.last_leaf != NONE {
@@ -173,7 +215,10 @@ impl Walker<'_> {
         if let (Some(prev), Some(first)) = (&self.last_key, node.keys.first())
             && prev >= first
         {
-            return Err(self.bad(pno, format!("first key {first:?} not above previous leaf's {prev:?}")));
+            return Err(self.bad(
+                pno,
+                format!("first key {first:?} not above previous leaf's {prev:?}"),
+            ));
         }
         if let Some(last) = node.keys.last() {
             self.last_key = Some(last.clone());

@@ -149,7 +149,13 @@ impl Node {
     pub fn used(&self) -> usize {
         match self.kind {
             Kind::Leaf => self.keys.iter().map(|k| leaf_entry(k.len())).sum(),
-            Kind::Internal => 4 + self.keys.iter().map(|k| internal_entry(k.len())).sum::<usize>(),
+            Kind::Internal => {
+                4 + self
+                    .keys
+                    .iter()
+                    .map(|k| internal_entry(k.len()))
+                    .sum::<usize>()
+            }
             Kind::Free => 0,
         }
     }
@@ -327,10 +333,7 @@ impl Meta {
 
     /// Decodes page 0. `Err(Ok(found))` means the file has another page size than the pool;
     /// `Err(Err(detail))` means the page is damaged.
-    pub fn decode(
-        page: &[u8],
-        page_size: usize,
-    ) -> Result<(Meta, Vec<u8>), Result<usize, String>> {
+    pub fn decode(page: &[u8], page_size: usize) -> Result<(Meta, Vec<u8>), Result<usize, String>> {
         if page.len() < META_BLOB_AT || page[4] != KIND_META || u64_at(page, 8) != META_MAGIC {
             return Err(Err("page 0 is not an index meta page (bad magic)".into()));
         }
@@ -357,7 +360,9 @@ impl Meta {
         };
         let blob_len = u32_at(page, 72) as usize;
         if blob_len > max_meta_len(page_size) {
-            return Err(Err(format!("page 0 (meta): blob length {blob_len} too large")));
+            return Err(Err(format!(
+                "page 0 (meta): blob length {blob_len} too large"
+            )));
         }
         let pc = meta.page_count;
         if pc < 2
@@ -447,7 +452,12 @@ mod unit {
 
     #[test]
     fn separator_is_between() {
-        for (l, r) in [(&b"abc"[..], &b"abd"[..]), (b"", b"a"), (b"ab", b"abc"), (b"a", b"b")] {
+        for (l, r) in [
+            (&b"abc"[..], &b"abd"[..]),
+            (b"", b"a"),
+            (b"ab", b"abc"),
+            (b"a", b"b"),
+        ] {
             let s = separator(l, r);
             assert!(l < &s[..] && &s[..] <= r, "{l:?} {r:?} {s:?}");
         }

@@ -108,7 +108,9 @@ impl BufferPool {
                 dirty_by_file: HashMap::new(),
                 counters: PoolCounters::default(),
             }),
-            frames: (0..capacity).map(|_| RwLock::new(Frame::default())).collect(),
+            frames: (0..capacity)
+                .map(|_| RwLock::new(Frame::default()))
+                .collect(),
         })
     }
 
@@ -166,7 +168,10 @@ impl BufferPool {
                 }
             }
             t.counters.misses += 1;
-            let i = t.victims(1, |_| false).pop().ok_or_else(|| self.exhausted())?;
+            let i = t
+                .victims(1, |_| false)
+                .pop()
+                .ok_or_else(|| self.exhausted())?;
             t.take_frame(i, key);
             t.slots[i].pins = 1;
             let mut fr = self.frames[i].write();
@@ -264,7 +269,12 @@ impl BufferPool {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.dirty && s.key.is_some_and(|k| k.0 == file_id))
-            .map(|(i, s)| (s.key.expect("filtered").1, self.frames[i].read().bytes.clone()))
+            .map(|(i, s)| {
+                (
+                    s.key.expect("filtered").1,
+                    self.frames[i].read().bytes.clone(),
+                )
+            })
             .collect();
         out.sort_unstable_by_key(|(p, _)| *p);
         out

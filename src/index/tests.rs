@@ -94,7 +94,13 @@ fn all(tree: &BTree) -> Vec<Vec<u8>> {
         .unwrap()
 }
 
-fn expected_scan(model: &BTreeSet<Vec<u8>>, lo: &B, hi: &B, rev: bool, limit: usize) -> Vec<Vec<u8>> {
+fn expected_scan(
+    model: &BTreeSet<Vec<u8>>,
+    lo: &B,
+    hi: &B,
+    rev: bool,
+    limit: usize,
+) -> Vec<Vec<u8>> {
     let (lo, hi) = (lo.bound(), hi.bound());
     let inb = |k: &Vec<u8>| {
         let k = k.as_slice();
@@ -174,7 +180,11 @@ impl Harness {
 
     fn mutate(&mut self, insert: bool, k: &[u8]) -> bool {
         let t = self.tree();
-        if insert { t.insert(k).unwrap() } else { t.delete(k).unwrap() }
+        if insert {
+            t.insert(k).unwrap()
+        } else {
+            t.delete(k).unwrap()
+        }
     }
 
     fn apply(&mut self, op: &Op) {
@@ -184,14 +194,25 @@ impl Harness {
                 let insert = matches!(op, Op::Insert(_));
                 self.lsn += 1;
                 let got = self.mutate(insert, k);
-                let want = if insert { self.model.insert(k.clone()) } else { self.model.remove(k) };
+                let want = if insert {
+                    self.model.insert(k.clone())
+                } else {
+                    self.model.remove(k)
+                };
                 assert_eq!(got, want, "{op:?}");
                 self.log.push((self.lsn, insert, k.clone()));
             }
             Op::Contains(k) => assert_eq!(self.tree().contains(k).unwrap(), self.model.contains(k)),
             Op::Scan(lo, hi, rev, limit) => {
-                let got = self.tree().scan(lo.bound(), hi.bound(), *rev, *limit).unwrap();
-                assert_eq!(got, expected_scan(&self.model, lo, hi, *rev, *limit), "{op:?}");
+                let got = self
+                    .tree()
+                    .scan(lo.bound(), hi.bound(), *rev, *limit)
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    expected_scan(&self.model, lo, hi, *rev, *limit),
+                    "{op:?}"
+                );
             }
             Op::Checkpoint => self.checkpoint(),
             Op::Crash => self.crash_and_recover(),
@@ -201,12 +222,19 @@ impl Harness {
     /// Drops the tree without checkpoint, reopens, checks the last checkpoint's state, replays.
     fn crash_and_recover(&mut self) {
         drop(self.tree.take());
-        assert_eq!(self.pool.dirty_pages(), 0, "a dropped tree releases its frames");
+        assert_eq!(
+            self.pool.dirty_pages(),
+            0,
+            "a dropped tree releases its frames"
+        );
         let tree = BTree::open(&self.path, &self.pool).unwrap();
         assert_eq!(tree.checkpoint_lsn(), self.ckpt_lsn);
         assert_eq!(tree.meta(), b"meta");
         tree.check().unwrap();
-        assert_eq!(all(&tree), self.ckpt_model.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            all(&tree),
+            self.ckpt_model.iter().cloned().collect::<Vec<_>>()
+        );
         self.tree = Some(tree);
         let log = std::mem::take(&mut self.log);
         let mut state = self.ckpt_model.clone();
@@ -229,14 +257,23 @@ impl Harness {
         }
         self.log = log[keep_from..].to_vec();
         assert_eq!(state, self.model);
-        assert_eq!(all(self.tree()), self.model.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            all(self.tree()),
+            self.model.iter().cloned().collect::<Vec<_>>()
+        );
     }
 
     fn finish(&mut self) {
         let stats = self.tree().check().unwrap();
         assert_eq!(stats.entries, self.model.len() as u64);
-        assert_eq!(stats, TreeStatsNoFile::from(self.tree().stats()).with(stats.file_bytes));
-        assert_eq!(all(self.tree()), self.model.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            stats,
+            TreeStatsNoFile::from(self.tree().stats()).with(stats.file_bytes)
+        );
+        assert_eq!(
+            all(self.tree()),
+            self.model.iter().cloned().collect::<Vec<_>>()
+        );
         let rev = self
             .tree()
             .scan(Bound::Unbounded, Bound::Unbounded, true, usize::MAX)
@@ -327,8 +364,16 @@ fn deep_tree_from_long_keys() {
     }
     h.finish();
     let s = h.tree().stats();
-    assert_eq!((s.height, s.entries), (1, 0), "tree shrinks back to an empty leaf root");
-    assert_eq!(s.free_pages + 2, s.pages, "all other pages are on the free list");
+    assert_eq!(
+        (s.height, s.entries),
+        (1, 0),
+        "tree shrinks back to an empty leaf root"
+    );
+    assert_eq!(
+        s.free_pages + 2,
+        s.pages,
+        "all other pages are on the free list"
+    );
 }
 
 fn build(path: &Path, pool: &Arc<BufferPool>, keys: &[&[u8]]) -> BTree {
@@ -431,12 +476,18 @@ fn tree_much_larger_than_pool() {
     }
     let s = t.check().unwrap();
     assert_eq!(s.entries, 20_000);
-    assert!(s.pages > 10 * 16, "tree ({} pages) is much larger than the pool", s.pages);
+    assert!(
+        s.pages > 10 * 16,
+        "tree ({} pages) is much larger than the pool",
+        s.pages
+    );
     // Random-order lookups and deletions force constant eviction.
     let mut model: BTreeSet<Vec<u8>> = keys.iter().cloned().collect();
     let mut x = 12345u64;
     for _ in 0..3000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let k = &keys[(x >> 33) as usize % keys.len()];
         assert_eq!(t.contains(k).unwrap(), model.contains(k));
         if x & 1 == 0 {
@@ -447,11 +498,25 @@ fn tree_much_larger_than_pool() {
     }
     assert_eq!(all(&t), model.iter().cloned().collect::<Vec<_>>());
     let from = b"key010000".as_slice();
-    let got = t.scan(Bound::Included(from), Bound::Unbounded, true, 50).unwrap();
-    let want: Vec<_> = model.range(from.to_vec()..).rev().take(50).cloned().collect();
+    let got = t
+        .scan(Bound::Included(from), Bound::Unbounded, true, 50)
+        .unwrap();
+    let want: Vec<_> = model
+        .range(from.to_vec()..)
+        .rev()
+        .take(50)
+        .cloned()
+        .collect();
     assert_eq!(got, want);
-    let got = t.scan(Bound::Unbounded, Bound::Excluded(from), true, 50).unwrap();
-    let want: Vec<_> = model.range(..from.to_vec()).rev().take(50).cloned().collect();
+    let got = t
+        .scan(Bound::Unbounded, Bound::Excluded(from), true, 50)
+        .unwrap();
+    let want: Vec<_> = model
+        .range(..from.to_vec())
+        .rev()
+        .take(50)
+        .cloned()
+        .collect();
     assert_eq!(got, want);
     t.check().unwrap();
     let ps = pool.stats();
@@ -470,7 +535,11 @@ fn corrupted_page_is_reported_not_panicked() {
     let ps = 256;
     let pool = BufferPool::new(64 * ps, ps);
     let keys = numbered(400);
-    let t = build(&path, &pool, &keys.iter().map(|k| k.as_slice()).collect::<Vec<_>>());
+    let t = build(
+        &path,
+        &pool,
+        &keys.iter().map(|k| k.as_slice()).collect::<Vec<_>>(),
+    );
     t.checkpoint(7).unwrap();
     let pages = t.stats().pages;
     drop(t);
@@ -500,11 +569,20 @@ fn corrupted_page_is_reported_not_panicked() {
     let mut b = clean.clone();
     b[40] ^= 0x01;
     std::fs::write(&path, &b).unwrap();
-    assert!(matches!(BTree::open(&path, &pool), Err(IndexError::Corruption { .. })));
+    assert!(matches!(
+        BTree::open(&path, &pool),
+        Err(IndexError::Corruption { .. })
+    ));
     std::fs::write(&path, &clean[..clean.len() - ps]).unwrap();
-    assert!(matches!(BTree::open(&path, &pool), Err(IndexError::Corruption { .. })));
+    assert!(matches!(
+        BTree::open(&path, &pool),
+        Err(IndexError::Corruption { .. })
+    ));
     std::fs::write(&path, &clean[..10]).unwrap();
-    assert!(matches!(BTree::open(&path, &pool), Err(IndexError::Corruption { .. })));
+    assert!(matches!(
+        BTree::open(&path, &pool),
+        Err(IndexError::Corruption { .. })
+    ));
     // Garbage page bytes with a valid checksum must not panic either.
     let mut b = clean.clone();
     for (i, x) in b[ps + 4..2 * ps].iter_mut().enumerate() {
@@ -518,7 +596,10 @@ fn corrupted_page_is_reported_not_panicked() {
     // The wrong page size is an argument error, not corruption.
     std::fs::write(&path, &clean).unwrap();
     let other = BufferPool::new(1 << 16, 512);
-    assert!(matches!(BTree::open(&path, &other), Err(IndexError::InvalidArgument(_))));
+    assert!(matches!(
+        BTree::open(&path, &other),
+        Err(IndexError::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -536,7 +617,10 @@ fn argument_errors() {
         Err(IndexError::KeyTooLarge { len, max: m }) if len == max + 1 && m == max
     ));
     assert!(!t.insert(&vec![0; max]).unwrap());
-    assert!(matches!(BTree::create(&path, &pool, b"", 0), Err(IndexError::Io { .. })));
+    assert!(matches!(
+        BTree::create(&path, &pool, b"", 0),
+        Err(IndexError::Io { .. })
+    ));
     let p2 = dir.path().join("b");
     assert!(matches!(
         BTree::create(&p2, &pool, &[0; 129], 0),
@@ -614,7 +698,9 @@ fn concurrent_trees_share_a_pool() {
                     }
                     if n % 100 == 0 {
                         assert_eq!(
-                            t.scan(Bound::Unbounded, Bound::Unbounded, false, usize::MAX).unwrap().len(),
+                            t.scan(Bound::Unbounded, Bound::Unbounded, false, usize::MAX)
+                                .unwrap()
+                                .len(),
                             n as usize + 1
                         );
                     }
@@ -623,7 +709,9 @@ fn concurrent_trees_share_a_pool() {
             let t = Arc::clone(&trees[(i + 1) % 3]);
             s.spawn(move || {
                 for _ in 0..200 {
-                    let r = t.scan(Bound::Unbounded, Bound::Unbounded, true, 10).unwrap();
+                    let r = t
+                        .scan(Bound::Unbounded, Bound::Unbounded, true, 10)
+                        .unwrap();
                     assert!(r.windows(2).all(|w| w[0] > w[1]));
                 }
             });
