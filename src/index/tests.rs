@@ -312,7 +312,9 @@ proptest! {
     /// Random inserts / deletes / lookups / scans / checkpoints / crashes against the model.
     #[test]
     fn model_with_crashes((ps, prefill, ops) in case(300)) {
-        let mut h = Harness::new(ps, 32, None);
+        // 64 frames: still far fewer than the pages of a 4-level tree, and half the checkpoints
+        // (each costs three fsyncs, which dominate the runtime on a busy disk) of 32 frames.
+        let mut h = Harness::new(ps, 64, None);
         for k in prefill {
             h.apply(&Op::Insert(k));
         }
@@ -328,7 +330,7 @@ proptest! {
             prop::collection::vec(op(ps), 0..150),
         ))
     ) {
-        let mut h = Harness::new(ps, 32, Some(&keys));
+        let mut h = Harness::new(ps, 64, Some(&keys));
         let stats = h.tree().check().unwrap();
         prop_assert_eq!(stats.entries, keys.len() as u64);
         prop_assert_eq!(all(h.tree()), keys.iter().cloned().collect::<Vec<_>>());
