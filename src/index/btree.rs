@@ -471,7 +471,12 @@ pub(super) fn child_index(node: &Node, key: &[u8]) -> usize {
 fn expect_shape(tree: &BTree, node: &Node, pno: u32, level: u32) -> Result<()> {
     let ok = match node.kind {
         Kind::Leaf => level == 0,
-        Kind::Internal => node.level as u32 == level && node.children.len() == node.keys.len() + 1,
+        // Only a transient root may have a single child; a stored one is collapsed.
+        Kind::Internal => {
+            node.level as u32 == level
+                && !node.keys.is_empty()
+                && node.children.len() == node.keys.len() + 1
+        }
         Kind::Free => false,
     };
     if ok {

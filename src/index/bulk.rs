@@ -237,11 +237,10 @@ impl Builder<'_> {
             let mut prev = l.prev.take();
             if let (Some(p), Some(c)) = (prev.as_mut(), cur.as_mut())
                 && c.node.used() < min
+                && self.even_out(p, c)
             {
-                if self.even_out(p, c) {
-                    self.free.push(c.pno);
-                    cur = None;
-                }
+                self.free.push(c.pno);
+                cur = None;
             }
             let written = self.levels[level].written;
             if written == 0 && (prev.is_none() || cur.is_none()) {

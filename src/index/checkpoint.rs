@@ -96,21 +96,12 @@ pub(crate) fn write(
     }
 }
 
-/// Parses a double-write file; `None` if it is incomplete or damaged in any way.
-fn parse(buf: &[u8], page_size: usize) -> std::result::Result<Option<Vec<(u32, &[u8])>>, usize> {
-    Ok(parse_inner(buf, page_size)).and_then(|r| match r {
-        Some(Err(found)) => Err(found),
-        Some(Ok(pages)) => Ok(Some(pages)),
-        None => Ok(None),
-    })
-}
+/// Page images of a double-write file: (page number, image).
+type DwPages<'a> = Vec<(u32, &'a [u8])>;
 
-/// `Some(Err(page_size))` when an intact file was written with another page size.
-#[allow(clippy::type_complexity)]
-fn parse_inner(
-    buf: &[u8],
-    page_size: usize,
-) -> Option<std::result::Result<Vec<(u32, &[u8])>, usize>> {
+/// Parses a double-write file: `None` if it is incomplete or damaged in any way,
+/// `Some(Err(page_size))` if it is intact but was written with another page size.
+fn parse(buf: &[u8], page_size: usize) -> Option<std::result::Result<DwPages<'_>, usize>> {
     if buf.len() < DW_HEADER + 4 {
         return None;
     }
@@ -150,7 +141,7 @@ pub(crate) fn recover(path: &Path, page_size: usize) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err(&dw)(e)),
     };
-    let parsed = parse(&buf, page_size).map_err(|found| {
+    let parsed = parse(&buf, page_size).transpose().map_err(|found| {
         IndexError::InvalidArgument(format!(
             "{} was written with page size {found}, the pool uses {page_size}",
             dw.display()

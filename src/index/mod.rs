@@ -18,6 +18,15 @@
 //! records `checkpoint_lsn` and replays its own logical insert/delete records above it after a
 //! crash; because the tree has set semantics, replaying an operation twice is harmless.
 //!
+//! Contract details the integrator relies on:
+//! - A failed insert/delete (I/O error, `PoolExhausted`, corruption) changes nothing.
+//! - If `checkpoint` fails, the in-memory tree is unchanged and still dirty; the durable state
+//!   is then either the previous checkpoint or this one (if its `.dw` became durable), and
+//!   `checkpoint_lsn()` after reopening says which — replay from there as usual.
+//! - `delete` / `contains` of a key longer than `max_key_len` answer `false` (it cannot be
+//!   present); only `insert` and `bulk_load` report `KeyTooLarge`.
+//! - One process must not open the same file twice at once (each open gets its own frames).
+//!
 //! Module map (one concept per file):
 //! - `page`: byte layout of meta and tree pages, checksums, fill accounting.
 //! - `pool`: the shared buffer pool.

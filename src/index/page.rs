@@ -212,6 +212,8 @@ impl Node {
         let count = u16::from_le_bytes([page[8], page[9]]) as usize;
         let prev = u32_at(page, 12);
         let next = u32_at(page, 16);
+        // Keys longer than the maximum would break the size reasoning splits rely on.
+        let max = max_key_len(page.len());
         let mut cur = Cursor { page, at: HEADER };
         let mut keys = Vec::with_capacity(count);
         let mut children = Vec::new();
@@ -222,8 +224,7 @@ impl Node {
                     return Err(format!("leaf page has level {level}"));
                 }
                 for _ in 0..count {
-                    let len = cur.u16()? as usize;
-                    keys.push(cur.bytes(len)?.to_vec());
+                    keys.push(cur.key(max)?.to_vec());
                 }
             }
             Kind::Internal => {
@@ -233,8 +234,7 @@ impl Node {
                 children.reserve(count + 1);
                 children.push(cur.u32()?);
                 for _ in 0..count {
-                    let len = cur.u16()? as usize;
-                    keys.push(cur.bytes(len)?.to_vec());
+                    keys.push(cur.key(max)?.to_vec());
                     children.push(cur.u32()?);
                 }
             }
@@ -283,6 +283,13 @@ impl<'a> Cursor<'a> {
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
         let r = self.range(n)?;
         Ok(&self.page[r])
+    }
+    fn key(&mut self, max: usize) -> Result<&'a [u8], String> {
+        let len = self.u16()? as usize;
+        if len > max {
+            return Err(format!("key of {len} bytes exceeds the maximum {max}"));
+        }
+        self.bytes(len)
     }
     fn u16(&mut self) -> Result<u16, String> {
         let b = self.bytes(2)?;
