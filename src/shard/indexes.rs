@@ -228,6 +228,9 @@ fn row_key_of(spec: &IndexSpec, entry: &[u8]) -> SqlResult<Vec<u8>> {
     Ok(keys::row_key(spec.table_id, rest))
 }
 
+/// An entry of one index: (index id, entry bytes).
+type IndexEntry = (u32, Vec<u8>);
+
 /// Prepared writes' index work, settled at commit or abort.
 #[derive(Default)]
 struct PreparedWork {
@@ -479,7 +482,7 @@ impl ShardIndexes {
         &self,
         engine: &Engine,
         ops: &[WriteOp],
-    ) -> SqlResult<(Vec<Change>, Vec<(u32, Vec<u8>)>)> {
+    ) -> SqlResult<(Vec<Change>, Vec<IndexEntry>)> {
         let trees = self.trees.read();
         let mut changes = Vec::new();
         let mut replaced = Vec::new();
