@@ -47,6 +47,7 @@
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::index::{BTree, BufferPool, IndexError};
 use crate::rpc::{IndexScanRequest, IndexSpec, IndexStats, PoolStats, RowWrite, UniqueProbe};
+use crate::shard::index_build::EntrySorter;
 use crate::shard::keys;
 use crate::shard::storage_error;
 use crate::sql::expr::EvalContext;
@@ -68,6 +69,8 @@ pub struct IndexOptions {
     /// Bytes of the shard's buffer pool, shared by all its indexes.
     pub pool_bytes: usize,
     pub page_size: usize,
+    /// Memory for sorting a new index's entries; larger builds spill sorted runs to disk.
+    pub build_run_bytes: usize,
 }
 
 impl Default for IndexOptions {
@@ -75,6 +78,7 @@ impl Default for IndexOptions {
         IndexOptions {
             pool_bytes: 16 << 20,
             page_size: 8192,
+            build_run_bytes: 32 << 20,
         }
     }
 }
@@ -347,6 +351,7 @@ pub struct ShardIndexes {
     /// checkpoints (see the module comment).
     write: Mutex<()>,
     gc: Mutex<GcState>,
+    build_run_bytes: usize,
     _lock: File,
 }
 
@@ -384,6 +389,11 @@ impl ShardIndexes {
             let entry = entry.map_err(io)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                // A build or candidate save cut short by a crash.
+                std::fs::remove_file(entry.path()).map_err(io)?;
+                continue;
+            }
             let Some(id) = name
                 .strip_prefix("idx-")
                 .and_then(|r| r.strip_suffix(".btree"))
@@ -415,6 +425,7 @@ impl ShardIndexes {
                 trees: RwLock::new(trees),
                 write: Mutex::new(()),
                 gc: Mutex::new(gc),
+                build_run_bytes: opts.build_run_bytes,
                 _lock: lock,
             },
             after,
@@ -786,7 +797,13 @@ impl ShardIndexes {
         let oldest = self.oldest_checkpoint().min(start);
         engine.set_redo_retain(oldest);
         let max = BTree::max_key_len(self.pool.page_size());
-        let mut entries: Vec<Vec<u8>> = Vec::new();
+        let io = |e: std::io::Error| {
+            storage_error(StorageError::Io {
+                path: self.dir.clone(),
+                source: e,
+            })
+        };
+        let mut entries = EntrySorter::new(&self.dir, spec.index_id, self.build_run_bytes);
         let prefix = keys::table_prefix(spec.table_id);
         let end = keys::table_end(spec.table_id);
         let mut from = Bound::Included(prefix);
@@ -814,7 +831,7 @@ impl ShardIndexes {
                         ),
                     ));
                 }
-                entries.push(e);
+                entries.push(e).map_err(io)?;
             }
             seen += page.len() as u64;
             if seen % (128 * 1024) < page.len() as u64 {
@@ -825,13 +842,24 @@ impl ShardIndexes {
                 _ => break,
             }
         }
-        entries.sort_unstable();
-        entries.dedup();
-        tracing::info!(index = %spec.name, entries = entries.len(), "building index: loading");
+        tracing::info!(
+            index = %spec.name,
+            rows = seen,
+            spilled_runs = entries.runs(),
+            "building index: loading sorted entries"
+        );
+        let sorted = entries.finish().map_err(io)?;
+        let dir = self.dir.clone();
+        let sorted = sorted.map(|r| {
+            r.map_err(|e| IndexError::Io {
+                path: dir.clone(),
+                source: e,
+            })
+        });
         let meta = serde_json::to_vec(&spec).map_err(|e| SqlError::internal(e.to_string()))?;
         let path = index_file(&self.dir, spec.index_id);
-        let tree = BTree::bulk_load(&path, &self.pool, &meta, start, entries.into_iter().map(Ok))
-            .map_err(index_error)?;
+        let tree =
+            BTree::bulk_load(&path, &self.pool, &meta, start, sorted).map_err(index_error)?;
         tracing::info!(index = %spec.name, pages = tree.stats().pages, "index built");
         self.trees
             .write()

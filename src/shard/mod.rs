@@ -6,6 +6,7 @@
 //! catalog: requests are self-contained, which is what lets the same shard run behind a TCP
 //! server later.
 
+mod index_build;
 pub mod indexes;
 pub mod keys;
 #[cfg(test)]

@@ -26,6 +26,8 @@ fn index_opts() -> IndexOptions {
     IndexOptions {
         pool_bytes: 24 * 512,
         page_size: 512,
+        // Builds spill sorted runs and merge them.
+        build_run_bytes: 512,
     }
 }
 
@@ -244,7 +246,7 @@ fn run(ops: Vec<Op>) {
     let mut ts = 1u64;
     let mut txid = 1u64;
     // Rows before the index exists: the bulk build must pick them up.
-    for id in 0..5 {
+    for id in 0..40 {
         ts += 1;
         let w = write(id, Some((Some(id as i32), text((id % 4) as u8))));
         shard
