@@ -262,30 +262,70 @@ impl BTree {
             return Ok(false);
         }
         let st = self.state.read();
-        let leaf = self.descend_read(&st, Some(key), false)?.1;
-        Ok(leaf
-            .keys
-            .binary_search_by(|k| k.as_slice().cmp(key))
-            .is_ok())
+        let leaf = self.leaf_for(&st, Some(key), false)?;
+        self.read_view(&st, leaf, |v| Ok(v.keys.binary_search(&key).is_ok()))
     }
 
-    /// Descends to the leaf covering `key` (or the leftmost / rightmost leaf for `None`).
-    fn descend_read(&self, st: &Meta, key: Option<&[u8]>, rightmost: bool) -> Result<(u32, Node)> {
+    /// Runs `f` on a validated view of tree page `pno` (the read path: no copies of keys).
+    fn read_view<R>(
+        &self,
+        meta: &Meta,
+        pno: u32,
+        f: impl FnOnce(page::NodeView<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if pno == NONE || pno >= meta.page_count {
+            return Err(self.corrupt(format!(
+                "page number {pno} out of range (page count {})",
+                meta.page_count
+            )));
+        }
+        self.pool.read(&self.file, pno, |bytes| {
+            match page::NodeView::parse(bytes) {
+                Ok(v) => f(v),
+                Err(d) => Err(self.corrupt(format!("page {pno}: {d}"))),
+            }
+        })?
+    }
+
+    /// The leaf covering `key` (or the leftmost / rightmost leaf for `None`), found through
+    /// page views.
+    fn leaf_for(&self, st: &Meta, key: Option<&[u8]>, rightmost: bool) -> Result<u32> {
         let mut pno = st.root;
         let mut level = st.height - 1;
         loop {
-            let node = self.read_node(st, pno)?;
-            expect_shape(self, &node, pno, level)?;
-            if level == 0 {
-                return Ok((pno, node));
+            let next = self.read_view(st, pno, |v| {
+                let ok = match v.kind {
+                    Kind::Leaf => level == 0,
+                    Kind::Internal => {
+                        v.level as u32 == level
+                            && !v.keys.is_empty()
+                            && v.children.len() == v.keys.len() + 1
+                    }
+                    Kind::Free => false,
+                };
+                if !ok {
+                    return Err(self.corrupt(format!(
+                        "page {pno}: expected a tree page at level {level}, found {:?} at level {}",
+                        v.kind, v.level
+                    )));
+                }
+                if level == 0 {
+                    return Ok(None);
+                }
+                let idx = match key {
+                    Some(k) => v.keys.partition_point(|s| *s <= k),
+                    None if rightmost => v.children.len() - 1,
+                    None => 0,
+                };
+                Ok(Some(v.children[idx]))
+            })?;
+            match next {
+                None => return Ok(pno),
+                Some(child) => {
+                    pno = child;
+                    level -= 1;
+                }
             }
-            let idx = match key {
-                Some(k) => child_index(&node, k),
-                None if rightmost => node.children.len() - 1,
-                None => 0,
-            };
-            pno = node.children[idx];
-            level -= 1;
         }
     }
 
@@ -317,48 +357,53 @@ impl BTree {
             Bound::Included(k) | Bound::Excluded(k) => Some(k),
             Bound::Unbounded => None,
         };
-        let (mut pno, mut leaf) = self.descend_read(&st, from, reverse)?;
+        let mut pno = self.leaf_for(&st, from, reverse)?;
+        let mut came_from = NONE;
         // A corrupt link cycle must not spin forever: no scan visits more leaves than exist.
         for _ in 0..st.page_count {
-            if reverse {
-                for k in leaf.keys.iter().rev() {
-                    if !before_end(k) {
-                        continue;
-                    }
-                    if !after_start(k) {
-                        return Ok(out);
-                    }
-                    out.push(k.clone());
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
+            let (done, next, back) = self.read_view(&st, pno, |leaf| {
+                if leaf.kind != Kind::Leaf {
+                    return Err(self.corrupt(format!("page {pno}: expected a leaf")));
                 }
-            } else {
-                for k in &leaf.keys {
-                    if !after_start(k) {
-                        continue;
+                let mut done = false;
+                let mut take = |k: &[u8]| {
+                    out.push(k.to_vec());
+                    out.len() == limit
+                };
+                if reverse {
+                    for k in leaf.keys.iter().rev() {
+                        if !before_end(k) {
+                            continue;
+                        }
+                        if !after_start(k) || take(k) {
+                            done = true;
+                            break;
+                        }
                     }
-                    if !before_end(k) {
-                        return Ok(out);
+                    Ok((done, leaf.prev, leaf.next))
+                } else {
+                    for k in &leaf.keys {
+                        if !after_start(k) {
+                            continue;
+                        }
+                        if !before_end(k) || take(k) {
+                            done = true;
+                            break;
+                        }
                     }
-                    out.push(k.clone());
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
+                    Ok((done, leaf.next, leaf.prev))
                 }
+            })?;
+            if came_from != NONE && back != came_from {
+                return Err(self.corrupt(format!(
+                    "page {pno}: not a leaf linked back to leaf {came_from}"
+                )));
             }
-            let next = if reverse { leaf.prev } else { leaf.next };
-            if next == NONE {
+            if done || next == NONE {
                 return Ok(out);
             }
-            let node = self.read_node(&st, next)?;
-            if !node.is_leaf() || (if reverse { node.next } else { node.prev }) != pno {
-                return Err(
-                    self.corrupt(format!("page {next}: not a leaf linked back to leaf {pno}"))
-                );
-            }
+            came_from = pno;
             pno = next;
-            leaf = node;
         }
         Err(self.corrupt("leaf links form a cycle".into()))
     }
