@@ -796,6 +796,31 @@ impl ShardIndexes {
         let start = engine.redo_position();
         let oldest = self.oldest_checkpoint().min(start);
         engine.set_redo_retain(oldest);
+        let result = match self.build(engine, &spec, read_ts, start) {
+            Ok(tree) => {
+                self.trees
+                    .write()
+                    .insert(spec.index_id, Arc::new(OpenIndex { spec, tree }));
+                Ok(())
+            }
+            Err(e) => {
+                // Unpin: nothing of this index is in the log.
+                engine.set_redo_retain(self.oldest_checkpoint());
+                Err(e)
+            }
+        };
+        drop(held);
+        result
+    }
+
+    /// Scans, sorts and bulk-loads a new index's entries (see [`ShardIndexes::create`]).
+    fn build(
+        &self,
+        engine: &Engine,
+        spec: &IndexSpec,
+        read_ts: u64,
+        start: u64,
+    ) -> SqlResult<BTree> {
         let max = BTree::max_key_len(self.pool.page_size());
         let io = |e: std::io::Error| {
             storage_error(StorageError::Io {
@@ -820,7 +845,7 @@ impl ShardIndexes {
             let done = page.len() < 1024;
             for (k, v) in &page {
                 let r = row::decode_row(v)?;
-                let e = entry_for(&spec, k, &r);
+                let e = entry_for(spec, k, &r);
                 if e.len() > max {
                     return Err(SqlError::new(
                         sqlstate::PROGRAM_LIMIT_EXCEEDED,
@@ -861,11 +886,7 @@ impl ShardIndexes {
         let tree =
             BTree::bulk_load(&path, &self.pool, &meta, start, sorted).map_err(index_error)?;
         tracing::info!(index = %spec.name, pages = tree.stats().pages, "index built");
-        self.trees
-            .write()
-            .insert(spec.index_id, Arc::new(OpenIndex { spec, tree }));
-        drop(held);
-        Ok(())
+        Ok(tree)
     }
 
     fn oldest_checkpoint(&self) -> u64 {
