@@ -54,6 +54,62 @@ async fn concurrent_inserts_of_one_unique_value_one_wins() {
     server.stop().await;
 }
 
+/// An INSERT racing CREATE UNIQUE INDEX: whichever goes first, the table never ends up with
+/// a unique index over duplicate values (a statement planned before the index existed is
+/// re-planned once it holds the write lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inserts_racing_create_unique_index_never_leave_duplicates() {
+    let server = TestServer::start(4).await;
+    let setup = server.connect().await;
+    setup
+        .batch_execute("CREATE TABLE r (id int PRIMARY KEY, u text)")
+        .await
+        .unwrap();
+    for round in 0..20i32 {
+        let a = server.connect().await;
+        let b = server.connect().await;
+        setup
+            .batch_execute(&format!(
+                "DROP INDEX IF EXISTS r_u; DELETE FROM r; INSERT INTO r VALUES ({}, 'x')",
+                round * 10
+            ))
+            .await
+            .unwrap();
+        let id = round * 10 + 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+        let (ri, rc) = tokio::join!(
+            a.execute("INSERT INTO r VALUES ($1, 'x')", &params),
+            b.batch_execute("CREATE UNIQUE INDEX r_u ON r (u)"),
+        );
+        let dups: i64 = setup
+            .query_one("SELECT count(*) FROM r WHERE u = 'x'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let indexed = setup
+            .query(
+                "SELECT 1 FROM sharddb_indexes WHERE index_name = 'r_u'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len()
+            > 0;
+        match (ri, rc) {
+            (Ok(_), Ok(())) => panic!("round {round}: both the duplicate and the unique index"),
+            (Ok(_), Err(e)) => {
+                assert!(db_error(&e).starts_with("23505"), "round {round}: {e}");
+                assert!(!indexed && dups == 2, "round {round}");
+            }
+            (Err(e), Ok(())) => {
+                assert!(db_error(&e).starts_with("23505"), "round {round}: {e}");
+                assert!(indexed && dups == 1, "round {round}");
+            }
+            (Err(a), Err(b)) => panic!("round {round}: both failed: {a} / {b}"),
+        }
+    }
+}
+
 /// Rows of a query as text, sorted unless the query orders them itself.
 async fn rows(client: &Client, sql: &str, ordered: bool) -> Vec<String> {
     let msgs = client

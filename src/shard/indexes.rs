@@ -89,6 +89,9 @@ const REDO_DELETE: u8 = 0;
 const REDO_INSERT: u8 = 1;
 const REDO_DEAD: u8 = 2;
 const GC_FILE: &str = "gc-candidates";
+/// Start of the error for a request naming an index the shard does not have (dropped after
+/// the statement was planned); the session re-plans on it.
+pub const MISSING_INDEX: &str = "index with id";
 const GC_MAGIC: &[u8; 8] = b"SDBGC001";
 /// Entries examined per unique probe page.
 const PROBE_PAGE: usize = 256;
@@ -250,9 +253,10 @@ struct GcState {
     /// (index, entry) -> commit timestamp from which no new version produces it.
     candidates: HashMap<(u32, Vec<u8>), u64>,
     prepared: HashMap<u64, PreparedWork>,
-    /// Redo position the persisted candidate file was written at: recovery replays the
-    /// candidate bookkeeping of later records only.
-    saved_at: u64,
+    /// Redo position the persisted candidate file was written at (`None`: never saved):
+    /// recovery replays the candidate bookkeeping of later records only, so the WAL after it
+    /// is retained like the WAL after a tree checkpoint.
+    saved_at: Option<u64>,
 }
 
 impl GcState {
@@ -318,7 +322,7 @@ fn load_candidates(dir: &Path) -> SqlResult<Option<GcState>> {
     }
     let u64_at = |o: usize| u64::from_le_bytes(body[o..o + 8].try_into().expect("8 bytes"));
     let mut gc = GcState {
-        saved_at: u64_at(8),
+        saved_at: Some(u64_at(8)),
         ..GcState::default()
     };
     let n = u64_at(16);
@@ -417,7 +421,13 @@ impl ShardIndexes {
             after = after.min(tree.checkpoint_lsn());
             trees.insert(id, Arc::new(OpenIndex { spec, tree }));
         }
-        let gc = load_candidates(&dir)?.unwrap_or_default();
+        let mut gc = load_candidates(&dir)?.unwrap_or_default();
+        if trees.is_empty() {
+            // Candidates of dropped indexes only; their WAL need not be kept.
+            gc = GcState::default();
+        } else if let Some(at) = gc.saved_at {
+            after = after.min(at);
+        }
         Ok((
             ShardIndexes {
                 dir,
@@ -443,13 +453,23 @@ impl ShardIndexes {
         let trees = self.trees.read();
         {
             let mut gc = self.gc.lock();
-            if pos > gc.saved_at {
+            if gc.saved_at.is_none_or(|at| pos > at) {
                 for c in &changes {
                     gc.note(c);
                 }
             }
         }
+        let recovery_error = |path: &Path, what: &str, e: String| StorageError::Corruption {
+            path: path.to_path_buf(),
+            detail: format!("{what} during recovery: {e}"),
+        };
         for c in &changes {
+            // A record may hold more changes than the pool can keep dirty: checkpoint as at
+            // run time. Up to `pos - 1`, so this record counts as not yet applied and is
+            // replayed whole after a crash (applying a change twice is harmless).
+            if self.pool.dirty_pages() * 2 > self.pool.capacity_pages() {
+                self.recovery_checkpoint(&trees, pos - 1)?;
+            }
             if let Some(t) = trees.get(&c.index_id)
                 && pos > t.tree.checkpoint_lsn()
             {
@@ -458,22 +478,43 @@ impl ShardIndexes {
                     Kind::Delete => t.tree.delete(&c.entry),
                     Kind::Dead { .. } => continue,
                 };
-                r.map_err(|e| StorageError::Corruption {
-                    path: t.tree.path().to_path_buf(),
-                    detail: format!("replaying index redo: {e}"),
+                r.map_err(|e| {
+                    recovery_error(t.tree.path(), "replaying index redo", e.to_string())
                 })?;
             }
         }
         if self.pool.dirty_pages() * 2 > self.pool.capacity_pages() {
-            for t in trees.values() {
-                let at = pos.max(t.tree.checkpoint_lsn());
-                t.tree
-                    .checkpoint(at)
-                    .map_err(|e| StorageError::Corruption {
-                        path: t.tree.path().to_path_buf(),
-                        detail: format!("checkpoint during recovery: {e}"),
-                    })?;
+            self.recovery_checkpoint(&trees, pos)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint while the engine is still replaying (records up to `at` are applied; the
+    /// engine has fsynced the log it replays). Candidates are saved first, as always.
+    fn recovery_checkpoint(
+        &self,
+        trees: &BTreeMap<u32, Arc<OpenIndex>>,
+        at: u64,
+    ) -> Result<(), StorageError> {
+        {
+            let mut gc = self.gc.lock();
+            // Only a state at least as new as the saved one may replace it.
+            if gc.saved_at.is_none_or(|s| at >= s) {
+                save_candidates(&self.dir, &gc, at).map_err(|e| StorageError::Io {
+                    path: self.dir.join(GC_FILE),
+                    source: e,
+                })?;
+                gc.saved_at = Some(at);
             }
+        }
+        for t in trees.values() {
+            let at = at.max(t.tree.checkpoint_lsn());
+            t.tree
+                .checkpoint(at)
+                .map_err(|e| StorageError::Corruption {
+                    path: t.tree.path().to_path_buf(),
+                    detail: format!("checkpoint during recovery: {e}"),
+                })?;
         }
         Ok(())
     }
@@ -556,20 +597,34 @@ impl ShardIndexes {
     /// checkpoint. Called with the write lock held.
     fn maybe_checkpoint(&self, engine: &Engine, _held: &MutexGuard<'_, ()>) -> SqlResult<()> {
         let dirty = self.pool.dirty_pages() * 2 > self.pool.capacity_pages();
-        let oldest = self
-            .trees
-            .read()
-            .values()
-            .map(|t| t.tree.checkpoint_lsn())
-            .min()
-            .unwrap_or(u64::MAX);
-        let pos = engine.redo_position();
-        let behind =
-            oldest != u64::MAX && (pos >> REDO_SEGMENT_SHIFT) >= (oldest >> REDO_SEGMENT_SHIFT) + 2;
-        if dirty || behind {
+        if dirty || self.wal_behind(engine) {
             self.checkpoint_locked(engine)?;
         }
         Ok(())
+    }
+
+    /// True when the WAL has moved two segments past where recovery would start: time to
+    /// checkpoint so the engine may delete the segments in between.
+    fn wal_behind(&self, engine: &Engine) -> bool {
+        let oldest = self.retain_position();
+        oldest != u64::MAX
+            && (engine.redo_position() >> REDO_SEGMENT_SHIFT) >= (oldest >> REDO_SEGMENT_SHIFT) + 2
+    }
+
+    /// Writes for tables without indexes still move the WAL; checkpoint now and then so
+    /// indexes on idle tables do not pin it forever.
+    fn checkpoint_if_behind(&self, engine: &Engine) -> SqlResult<()> {
+        if self.trees.read().is_empty() || !self.wal_behind(engine) {
+            return Ok(());
+        }
+        let held = self.write.lock();
+        let r = if self.wal_behind(engine) {
+            self.checkpoint_locked(engine)
+        } else {
+            Ok(())
+        };
+        drop(held);
+        r
     }
 
     /// Writes every tree's dirty pages at the current log position, then lets the engine
@@ -579,12 +634,8 @@ impl ShardIndexes {
         let pos = engine.redo_position();
         // The log before the pages: every change in them is in a record at or before `pos`.
         engine.sync_wal().map_err(storage_error)?;
-        let trees = self.trees.read();
-        for t in trees.values() {
-            t.tree
-                .checkpoint(pos.max(t.tree.checkpoint_lsn()))
-                .map_err(index_error)?;
-        }
+        // Candidates before trees: a crash between leaves the trees older, and recovery
+        // replays from the older of the two.
         {
             let mut gc = self.gc.lock();
             save_candidates(&self.dir, &gc, pos).map_err(|e| {
@@ -593,15 +644,26 @@ impl ShardIndexes {
                     source: e,
                 })
             })?;
-            gc.saved_at = pos;
+            gc.saved_at = Some(pos);
         }
-        let oldest = trees
-            .values()
-            .map(|t| t.tree.checkpoint_lsn())
-            .min()
-            .unwrap_or(u64::MAX);
-        engine.set_redo_retain(oldest);
+        let trees: Vec<Arc<OpenIndex>> = self.trees.read().values().cloned().collect();
+        for t in trees {
+            t.tree
+                .checkpoint(pos.max(t.tree.checkpoint_lsn()))
+                .map_err(index_error)?;
+        }
+        engine.set_redo_retain(self.retain_position());
         Ok(())
+    }
+
+    /// Where recovery would start replaying: the oldest tree checkpoint or candidate save;
+    /// `u64::MAX` with no indexes.
+    fn retain_position(&self) -> u64 {
+        let trees = self.oldest_checkpoint();
+        if trees == u64::MAX {
+            return u64::MAX;
+        }
+        trees.min(self.gc.lock().saved_at.unwrap_or(u64::MAX))
     }
 
     /// Checkpoints every index (a clean shutdown, or an admin request).
@@ -658,9 +720,11 @@ impl ShardIndexes {
         }
         let changes: Vec<Change> = Self::dead(entries, since).collect();
         let mut held = Some(self.write.lock());
-        self.note(&changes);
         engine
-            .log_redo(&encode_redo(&changes), &mut |_| drop(held.take()))
+            .log_redo(&encode_redo(&changes), &mut |_| {
+                self.note(&changes);
+                drop(held.take())
+            })
             .map_err(storage_error)
     }
 
@@ -671,17 +735,22 @@ impl ShardIndexes {
             ops: to_ops(writes),
         };
         if !self.has_indexes_on(&batch.ops) {
-            return engine.apply(&batch).map_err(storage_error);
+            engine.apply(&batch).map_err(storage_error)?;
+            return self.checkpoint_if_behind(engine);
         }
         let mut held = Some(self.write.lock());
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
         let (mut changes, replaced) = self.changes_for(engine, &batch.ops)?;
         changes.extend(Self::dead(replaced, commit_ts));
         self.apply_changes(engine, &changes)?;
-        self.note(&changes);
         let redo = encode_redo(&changes);
+        // The bookkeeping only once the record is written: a write that fails must not leave
+        // a candidate for an entry its row still needs.
         engine
-            .apply_with_redo(&batch, &redo, &mut |_| drop(held.take()))
+            .apply_with_redo(&batch, &redo, &mut |_| {
+                self.note(&changes);
+                drop(held.take())
+            })
             .map_err(storage_error)?;
         Ok(())
     }
@@ -691,12 +760,12 @@ impl ShardIndexes {
     pub fn prepare(&self, engine: &Engine, txid: u64, writes: Vec<RowWrite>) -> SqlResult<()> {
         let ops = to_ops(writes);
         if !self.has_indexes_on(&ops) {
-            return engine.prepare(txid, ops).map_err(storage_error);
+            engine.prepare(txid, ops).map_err(storage_error)?;
+            return self.checkpoint_if_behind(engine);
         }
         let mut held = Some(self.write.lock());
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
         let (changes, replaced) = self.changes_for(engine, &ops)?;
-        self.note(&changes);
         self.apply_changes(engine, &changes)?;
         let produced = changes
             .iter()
@@ -704,7 +773,10 @@ impl ShardIndexes {
             .collect();
         let redo = encode_redo(&changes);
         engine
-            .prepare_with_redo(txid, ops, &redo, &mut |_| drop(held.take()))
+            .prepare_with_redo(txid, ops, &redo, &mut |_| {
+                self.note(&changes);
+                drop(held.take())
+            })
             .map_err(storage_error)?;
         self.gc
             .lock()
@@ -764,14 +836,26 @@ impl ShardIndexes {
             return Ok(());
         }
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
-        let changes: Vec<Change> = due
-            .into_iter()
-            .map(|(index_id, entry)| Change {
+        // A backstop for the bookkeeping: never delete an entry the row's latest committed
+        // version still produces.
+        let trees = self.trees.read().clone();
+        let mut changes = Vec::with_capacity(due.len());
+        for (index_id, entry) in due {
+            let Some(t) = trees.get(&index_id) else {
+                continue;
+            };
+            if self
+                .confirmed_row(engine, &t.spec, &entry, u64::MAX)?
+                .is_some()
+            {
+                continue;
+            }
+            changes.push(Change {
                 index_id,
                 kind: Kind::Delete,
                 entry,
-            })
-            .collect();
+            });
+        }
         self.apply_changes(engine, &changes)?;
         engine
             .log_redo(&encode_redo(&changes), &mut |_| drop(held.take()))
@@ -794,8 +878,7 @@ impl ShardIndexes {
         }
         // Pin the log from here: this index's first changes are logged after this position.
         let start = engine.redo_position();
-        let oldest = self.oldest_checkpoint().min(start);
-        engine.set_redo_retain(oldest);
+        engine.set_redo_retain(self.retain_position().min(start));
         let result = match self.build(engine, &spec, read_ts, start) {
             Ok(tree) => {
                 self.trees
@@ -805,7 +888,7 @@ impl ShardIndexes {
             }
             Err(e) => {
                 // Unpin: nothing of this index is in the log.
-                engine.set_redo_retain(self.oldest_checkpoint());
+                engine.set_redo_retain(self.retain_position());
                 Err(e)
             }
         };
@@ -910,17 +993,30 @@ impl ShardIndexes {
                     // A reader still holds it: delete the file now; frames go with the last
                     // reference.
                     let path = shared.tree.path().to_path_buf();
+                    let mut dw = path.clone().into_os_string();
+                    dw.push(".dw");
+                    let _ = std::fs::remove_file(PathBuf::from(dw));
                     std::fs::remove_file(&path)
                         .map_err(|e| storage_error(StorageError::Io { path, source: e }))?;
                 }
             }
+            // The deletion must be durable before the WAL it needed may go: a file coming
+            // back after a power loss would want redo that no longer exists.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| {
+                    storage_error(StorageError::Io {
+                        path: self.dir.clone(),
+                        source: e,
+                    })
+                })?;
             self.gc
                 .lock()
                 .candidates
                 .retain(|(id, _), _| *id != index_id);
             tracing::info!(index = %name, "index dropped");
         }
-        engine.set_redo_retain(self.oldest_checkpoint());
+        engine.set_redo_retain(self.retain_position());
         drop(held);
         Ok(())
     }
@@ -941,7 +1037,7 @@ impl ShardIndexes {
         self.trees.read().get(&index_id).cloned().ok_or_else(|| {
             SqlError::new(
                 sqlstate::UNDEFINED_OBJECT,
-                format!("index with id {index_id} does not exist on this shard"),
+                format!("{MISSING_INDEX} {index_id} does not exist on this shard"),
             )
         })
     }

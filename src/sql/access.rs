@@ -46,16 +46,24 @@ enum ColBound {
     Upper(Expr, bool),
 }
 
-/// Whether a cast from `from` to `to` leaves the memcomparable key encoding unchanged, so a
-/// value of type `to` can be encoded as a `from` key.
+/// Whether a cast from `from` to `to` keeps every value as it is (no rounding, truncation or
+/// range error) and leaves the memcomparable key encoding unchanged, so a bound on the cast
+/// column is a bound on the stored column. Narrowing casts are not: `name::varchar(3) = 'abc'`
+/// also matches 'abcdef', and `i8::int4 = 5` must still fail on out-of-range rows.
 fn same_encoding(from: DataType, to: DataType) -> bool {
     use DataType::*;
+    let int_width = |t: DataType| match t {
+        Int2 => 2,
+        Int4 => 4,
+        _ => 8,
+    };
     match (from, to) {
         (a, b) if a == b => true,
-        (a, b) if a.is_integer() && b.is_integer() => true,
-        (Numeric(_), Numeric(_)) => true,
+        (a, b) if a.is_integer() && b.is_integer() => int_width(a) <= int_width(b),
+        (Numeric(_), Numeric(None)) => true,
         (Float4, Float8) => true,
-        (Text | Varchar(_), Text | Varchar(_)) => true,
+        (Text | Varchar(_), Text | Varchar(None)) => true,
+        (Varchar(Some(n)), Varchar(Some(m))) => m >= n,
         _ => false,
     }
 }

@@ -212,26 +212,27 @@ impl Database {
         read_ts: u64,
     ) -> SqlResult<()> {
         let spec = index.spec(table);
-        for shard in 0..self.placement.shard_count() {
-            let started = std::time::Instant::now();
-            let result = self.coordinator.call(
-                shard,
-                ShardRequest::CreateIndex {
+        let started = std::time::Instant::now();
+        // The shards build at once: each scans, sorts and loads only its own rows.
+        let requests = (0..self.placement.shard_count())
+            .map(|shard| {
+                let request = ShardRequest::CreateIndex {
                     spec: spec.clone(),
                     read_ts,
-                },
-            );
-            if let Err(e) = result {
-                self.drop_index_on_shards(index.id);
-                return Err(e);
-            }
-            tracing::info!(
-                index = %index.name,
-                shard,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "index built on shard"
-            );
+                };
+                (shard, request)
+            })
+            .collect();
+        let results = self.coordinator.call_parallel(requests);
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            self.drop_index_on_shards(index.id);
+            return Err(e);
         }
+        tracing::info!(
+            index = %index.name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index built on every shard"
+        );
         Ok(())
     }
 
@@ -350,6 +351,29 @@ fn write_durably(tmp: &Path, dst: &Path, body: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+const DEFINITION_CHANGED: &str = "was changed by a concurrent statement";
+
+/// The table definition a writing statement was planned with, checked once the write lock
+/// is held (DDL takes the same lock, so it cannot change after this).
+fn ensure_current(db: &Database, planned: &TableDef) -> SqlResult<()> {
+    match db.catalog.get(&planned.name) {
+        Some(crate::catalog::Relation::Table(t)) if *t == *planned => Ok(()),
+        _ => Err(SqlError::new(
+            sqlstate::SERIALIZATION_FAILURE,
+            format!("relation \"{}\" {DEFINITION_CHANGED}", planned.name),
+        )
+        .with_hint("Retry the statement.")),
+    }
+}
+
+/// Errors that mean DDL changed what the statement was planned against: its table's
+/// definition, or an index its plan reads that was dropped meanwhile.
+fn is_definition_changed(e: &SqlError) -> bool {
+    (e.code == sqlstate::SERIALIZATION_FAILURE && e.message.ends_with(DEFINITION_CHANGED))
+        || (e.code == sqlstate::UNDEFINED_OBJECT
+            && e.message.starts_with(crate::shard::indexes::MISSING_INDEX))
+}
+
 /// What a statement produced.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -446,11 +470,20 @@ impl Session {
         param_types: &[Option<DataType>],
         params: &[Value],
     ) -> SqlResult<Outcome> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
-            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
-        );
-        let bound = binder.bind_statement(stmt)?;
-        self.run_bound(bound, params)
+        // A writing statement is bound before it takes the write lock; if DDL changed its
+        // table meanwhile (an index created or dropped), it is bound again against the new
+        // definition — a few times at most, then the client gets 40001 and retries.
+        let mut attempts = 0;
+        loop {
+            let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
+                self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+            );
+            let bound = binder.bind_statement(stmt)?;
+            match self.run_bound(bound, params) {
+                Err(e) if is_definition_changed(&e) && attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     fn run_bound(&mut self, bound: Bound, params: &[Value]) -> SqlResult<Outcome> {
@@ -726,6 +759,7 @@ impl Session {
     fn insert(&mut self, p: InsertPlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let statement = db.begin_write(params);
+        ensure_current(&db, &p.table)?;
         let exec = &statement.exec;
         let source = exec.run(&p.source, &[])?;
         let ctx = exec.ctx(&[]);
@@ -875,6 +909,7 @@ impl Session {
     fn update(&mut self, p: UpdatePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let statement = db.begin_write(params);
+        ensure_current(&db, &p.table)?;
         let exec = &statement.exec;
         let old_rows = exec.run(&p.scan, &[])?;
         let ctx = exec.ctx(&[]);
@@ -942,6 +977,7 @@ impl Session {
     fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
         let db = self.db.clone();
         let statement = db.begin_write(params);
+        ensure_current(&db, &p.table)?;
         let exec = &statement.exec;
         let rows = exec.run(&p.scan, &[])?;
         let table = &p.table;

@@ -96,6 +96,34 @@ impl Coordinator {
         Handle::current().block_on(self.shards[shard].call(request))
     }
 
+    /// Sends one request to each listed shard at once, each from its own thread, and returns
+    /// the answers in the same order. For long requests (index builds), where the shards'
+    /// work should overlap; in-process shards run a request on the calling thread.
+    pub fn call_parallel(
+        &self,
+        requests: Vec<(usize, ShardRequest)>,
+    ) -> Vec<SqlResult<ShardResponse>> {
+        let handle = Handle::current();
+        std::thread::scope(|s| {
+            let running: Vec<_> = requests
+                .into_iter()
+                .map(|(shard, request)| {
+                    let handle = handle.clone();
+                    let client = &self.shards[shard];
+                    s.spawn(move || handle.block_on(client.call(request)))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(SqlError::internal("a shard request thread panicked"))
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Atomically and durably commits `writes` (grouped by shard). Returns the commit timestamp.
     pub fn commit(&self, writes: BTreeMap<usize, Vec<RowWrite>>) -> SqlResult<u64> {
         let writes: Vec<(usize, Vec<RowWrite>)> =
