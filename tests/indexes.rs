@@ -86,15 +86,14 @@ async fn inserts_racing_create_unique_index_never_leave_duplicates() {
             .await
             .unwrap()
             .get(0);
-        let indexed = setup
+        let indexed = !setup
             .query(
                 "SELECT 1 FROM sharddb_indexes WHERE index_name = 'r_u'",
                 &[],
             )
             .await
             .unwrap()
-            .len()
-            > 0;
+            .is_empty();
         match (ri, rc) {
             (Ok(_), Ok(())) => panic!("round {round}: both the duplicate and the unique index"),
             (Ok(_), Err(e)) => {
