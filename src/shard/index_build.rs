@@ -4,9 +4,10 @@
 //! bulk load needs them sorted. Entries are gathered into a run of at most `run_bytes`; a full
 //! run is sorted, deduplicated and spilled to a temporary file next to the index
 //! (`build-<index>-<n>.tmp`, `[len u32 LE][entry]...`); at the end the runs are merged with a
-//! heap, one buffered reader per run, and equal entries collapse. So memory is one run plus a
-//! read buffer per run, whatever the table's size. A table that fits one run never touches the
-//! disk. Run files are deleted when the sorted stream is dropped, and any left by a crash are
+//! heap, one buffered reader per run, and equal entries collapse. At most `MAX_FAN_IN` runs are
+//! merged at once (earlier runs are first merged into bigger ones), so memory is one run plus
+//! `MAX_FAN_IN` read buffers, and open files stay few, whatever the table's size. A table that
+//! fits one run never touches the disk. Run files are deleted when the sorted stream is dropped, and any left by a crash are
 //! deleted when the shard's indexes are opened (they end in `.tmp`).
 
 use std::cmp::Reverse;
@@ -14,6 +15,9 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+/// Most runs merged in one pass.
+const MAX_FAN_IN: usize = 64;
 
 pub struct EntrySorter {
     dir: PathBuf,
@@ -85,18 +89,28 @@ impl EntrySorter {
             out.mem = std::mem::take(&mut self.buf).into_iter();
             return Ok(out);
         }
+        self.runs = std::mem::take(&mut out.files);
         if !self.buf.is_empty() {
-            self.runs = std::mem::take(&mut out.files);
             self.spill()?;
-            out.files = std::mem::take(&mut self.runs);
         }
-        for (i, path) in out.files.iter().enumerate() {
-            let mut r = BufReader::with_capacity(64 * 1024, File::open(path)?);
-            if let Some(e) = read_entry(&mut r)? {
-                out.heap.push(Reverse((e, i)));
+        // Merge passes until one final merge can take every run.
+        let mut merged = 0;
+        while self.runs.len() > MAX_FAN_IN {
+            let group: Vec<PathBuf> = self.runs.drain(..MAX_FAN_IN).collect();
+            let path = self.dir.join(format!("{}-merged-{merged}.tmp", self.tag));
+            merged += 1;
+            self.runs.push(path.clone());
+            let merge = SortedEntries::merge(group)?;
+            let mut w = BufWriter::with_capacity(256 * 1024, File::create(&path)?);
+            for e in merge {
+                let e = e?;
+                w.write_all(&(e.len() as u32).to_le_bytes())?;
+                w.write_all(&e)?;
             }
-            out.readers.push(r);
+            w.flush()?;
         }
+        out.files = std::mem::take(&mut self.runs);
+        out.open_readers()?;
         Ok(out)
     }
 }
@@ -109,12 +123,24 @@ impl Drop for EntrySorter {
     }
 }
 
+/// The next entry of a run, `None` at its clean end. A run cut off anywhere else is an error:
+/// silently ending early would leave entries out of the index.
 fn read_entry(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "index build run file ends inside an entry length",
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut e = vec![0u8; u32::from_le_bytes(len) as usize];
     r.read_exact(&mut e)?;
@@ -128,6 +154,32 @@ pub struct SortedEntries {
     heap: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
     last: Option<Vec<u8>>,
     files: Vec<PathBuf>,
+}
+
+impl SortedEntries {
+    /// A merge of run files (deleted when it is dropped).
+    fn merge(files: Vec<PathBuf>) -> std::io::Result<SortedEntries> {
+        let mut out = SortedEntries {
+            mem: Vec::new().into_iter(),
+            readers: Vec::new(),
+            heap: BinaryHeap::new(),
+            last: None,
+            files,
+        };
+        out.open_readers()?;
+        Ok(out)
+    }
+
+    fn open_readers(&mut self) -> std::io::Result<()> {
+        for (i, path) in self.files.iter().enumerate() {
+            let mut r = BufReader::with_capacity(64 * 1024, File::open(path)?);
+            if let Some(e) = read_entry(&mut r)? {
+                self.heap.push(Reverse((e, i)));
+            }
+            self.readers.push(r);
+        }
+        Ok(())
+    }
 }
 
 impl Iterator for SortedEntries {
@@ -167,10 +219,19 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            // Each case writes up to hundreds of run files; PROPTEST_CASES raises it.
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(24),
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn sorts_like_a_btreeset_with_any_run_size(
-            entries in prop::collection::vec(prop::collection::vec(0u8..4, 0..6), 0..400),
-            run_bytes in 1usize..400,
+            // Up to thousands of entries in runs of a few: more runs than one merge takes.
+            entries in prop::collection::vec(prop::collection::vec(0u8..4, 0..6), 0..1500),
+            run_bytes in 1usize..200,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let mut s = EntrySorter::new(dir.path(), 7, run_bytes);

@@ -304,6 +304,15 @@ fn save_candidates(dir: &Path, gc: &GcState, pos: u64) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Deletes the candidate file durably (the last index is gone).
+fn remove_candidates(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(GC_FILE)) {
+        Ok(()) => File::open(dir)?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the candidate file; `None` if there is none.
 fn load_candidates(dir: &Path) -> SqlResult<Option<GcState>> {
     let path = dir.join(GC_FILE);
@@ -423,8 +432,10 @@ impl ShardIndexes {
         }
         let mut gc = load_candidates(&dir)?.unwrap_or_default();
         if trees.is_empty() {
-            // Candidates of dropped indexes only; their WAL need not be kept.
+            // Candidates of dropped indexes only; their WAL need not be kept, and the file
+            // must not make a future index's recovery reach back to it.
             gc = GcState::default();
+            remove_candidates(&dir).map_err(io)?;
         } else if let Some(at) = gc.saved_at {
             after = after.min(at);
         }
@@ -735,8 +746,10 @@ impl ShardIndexes {
             ops: to_ops(writes),
         };
         if !self.has_indexes_on(&batch.ops) {
-            engine.apply(&batch).map_err(storage_error)?;
-            return self.checkpoint_if_behind(engine);
+            // Before the write: a failed checkpoint must fail a write that did not happen,
+            // never report a committed one as failed.
+            self.checkpoint_if_behind(engine)?;
+            return engine.apply(&batch).map_err(storage_error);
         }
         let mut held = Some(self.write.lock());
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
@@ -760,8 +773,8 @@ impl ShardIndexes {
     pub fn prepare(&self, engine: &Engine, txid: u64, writes: Vec<RowWrite>) -> SqlResult<()> {
         let ops = to_ops(writes);
         if !self.has_indexes_on(&ops) {
-            engine.prepare(txid, ops).map_err(storage_error)?;
-            return self.checkpoint_if_behind(engine);
+            self.checkpoint_if_behind(engine)?;
+            return engine.prepare(txid, ops).map_err(storage_error);
         }
         let mut held = Some(self.write.lock());
         self.maybe_checkpoint(engine, held.as_ref().expect("held"))?;
@@ -819,19 +832,16 @@ impl ShardIndexes {
     /// Deletes the candidates the watermark has passed (see the module comment).
     pub fn collect_garbage(&self, engine: &Engine, watermark: u64) -> SqlResult<()> {
         let mut held = Some(self.write.lock());
-        let due: Vec<(u32, Vec<u8>)> = {
-            let mut gc = self.gc.lock();
-            let keys: Vec<(u32, Vec<u8>)> = gc
-                .candidates
-                .iter()
-                .filter(|(_, ts)| **ts <= watermark)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in &keys {
-                gc.candidates.remove(k);
-            }
-            keys
-        };
+        // Candidates leave the set only once their deletion is logged (the Delete's
+        // bookkeeping removes them), so a failure or crash before that keeps them.
+        let due: Vec<(u32, Vec<u8>)> = self
+            .gc
+            .lock()
+            .candidates
+            .iter()
+            .filter(|(_, ts)| **ts <= watermark)
+            .map(|(k, _)| k.clone())
+            .collect();
         if due.is_empty() {
             return Ok(());
         }
@@ -848,6 +858,8 @@ impl ShardIndexes {
                 .confirmed_row(engine, &t.spec, &entry, u64::MAX)?
                 .is_some()
             {
+                // Live after all: not a candidate.
+                self.gc.lock().candidates.remove(&(index_id, entry));
                 continue;
             }
             changes.push(Change {
@@ -856,9 +868,15 @@ impl ShardIndexes {
                 entry,
             });
         }
+        if changes.is_empty() {
+            return Ok(());
+        }
         self.apply_changes(engine, &changes)?;
         engine
-            .log_redo(&encode_redo(&changes), &mut |_| drop(held.take()))
+            .log_redo(&encode_redo(&changes), &mut |_| {
+                self.note(&changes);
+                drop(held.take())
+            })
             .map_err(storage_error)?;
         Ok(())
     }
@@ -877,8 +895,18 @@ impl ShardIndexes {
             )));
         }
         // Pin the log from here: this index's first changes are logged after this position.
-        let start = engine.redo_position();
-        engine.set_redo_retain(self.retain_position().min(start));
+        let start = engine.pin_redo_position();
+        if self.trees.read().is_empty() {
+            // The first index: no candidate state may reach back before it.
+            let mut gc = self.gc.lock();
+            *gc = GcState::default();
+            remove_candidates(&self.dir).map_err(|e| {
+                storage_error(StorageError::Io {
+                    path: self.dir.join(GC_FILE),
+                    source: e,
+                })
+            })?;
+        }
         let result = match self.build(engine, &spec, read_ts, start) {
             Ok(tree) => {
                 self.trees
@@ -1010,10 +1038,20 @@ impl ShardIndexes {
                         source: e,
                     })
                 })?;
-            self.gc
-                .lock()
-                .candidates
-                .retain(|(id, _), _| *id != index_id);
+            {
+                let last = self.trees.read().is_empty();
+                let mut gc = self.gc.lock();
+                gc.candidates.retain(|(id, _), _| *id != index_id);
+                if last {
+                    *gc = GcState::default();
+                    remove_candidates(&self.dir).map_err(|e| {
+                        storage_error(StorageError::Io {
+                            path: self.dir.join(GC_FILE),
+                            source: e,
+                        })
+                    })?;
+                }
+            }
             tracing::info!(index = %name, "index dropped");
         }
         engine.set_redo_retain(self.retain_position());

@@ -520,3 +520,64 @@ fn recovery_replays_a_record_larger_than_a_smaller_pool() {
     assert_eq!(got.len(), 3000);
     check_indexes(&shard);
 }
+
+/// Dropping the last index forgets its GC state, so a later index's recovery does not reach
+/// back into WAL that was deleted meanwhile.
+#[test]
+fn recreated_index_recovers_after_its_predecessors_wal_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = open(dir.path());
+    shard
+        .handle(ShardRequest::CreateIndex {
+            spec: spec_v(),
+            read_ts: 1,
+        })
+        .unwrap();
+    let mut ts = 1;
+    // Updates make GC candidates; a clean close saves them.
+    for i in 0..400i64 {
+        ts += 1;
+        shard
+            .handle(ShardRequest::Apply {
+                commit_ts: ts,
+                writes: vec![write(i % 20, Some((Some((i % 7) as i32), "x".repeat(40))))],
+            })
+            .unwrap();
+    }
+    drop(shard);
+    let shard = open(dir.path());
+    shard
+        .handle(ShardRequest::DropIndex { index_id: 10 })
+        .unwrap();
+    // Enough unindexed writes that the old WAL segments are flushed and deleted.
+    for i in 0..2000i64 {
+        ts += 1;
+        shard
+            .handle(ShardRequest::Apply {
+                commit_ts: ts,
+                writes: vec![write(1000 + i, Some((None, "y".repeat(60))))],
+            })
+            .unwrap();
+    }
+    shard.engine.flush().unwrap();
+    shard
+        .handle(ShardRequest::CreateIndex {
+            spec: spec_tv(),
+            read_ts: ts,
+        })
+        .unwrap();
+    // A crash before anything checkpoints the new index.
+    shard.crash();
+    let shard = open(dir.path());
+    let got = scan_all(
+        &shard,
+        11,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        false,
+        ts,
+        500,
+    );
+    assert_eq!(got.len(), 20 + 2000);
+    check_indexes(&shard);
+}

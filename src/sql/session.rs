@@ -366,6 +366,16 @@ fn ensure_current(db: &Database, planned: &TableDef) -> SqlResult<()> {
     }
 }
 
+/// An error raised after a statement's writes committed must not make it run again.
+fn after_commit(e: SqlError) -> SqlError {
+    if is_definition_changed(&e) {
+        let message = format!("the statement's changes were committed, but {}", e.message);
+        SqlError::new(sqlstate::INTERNAL_ERROR, message)
+    } else {
+        e
+    }
+}
+
 /// Errors that mean DDL changed what the statement was planned against: its table's
 /// definition, or an index its plan reads that was dropped meanwhile.
 fn is_definition_changed(e: &SqlError) -> bool {
@@ -638,10 +648,19 @@ impl Session {
                     if db.catalog.get(n).is_none() {
                         continue;
                     }
-                    if let Relation::Table(t) = db.catalog.drop_relation(n)? {
-                        for i in t.secondary_indexes() {
-                            db.drop_index_on_shards(i.id);
+                    // Under the write lock, like every index DDL: a writing statement never
+                    // sees an index it planned with vanish before it is done.
+                    let dropped = {
+                        let _write = db.coordinator.write_guard();
+                        let rel = db.catalog.drop_relation(n)?;
+                        if let Relation::Table(t) = &rel {
+                            for i in t.secondary_indexes() {
+                                db.drop_index_on_shards(i.id);
+                            }
                         }
+                        rel
+                    };
+                    if let Relation::Table(t) = dropped {
                         self.delete_all_rows(&t)?;
                     }
                 }
@@ -808,6 +827,7 @@ impl Session {
         db.coordinator.commit(writes)?;
         let tag = format!("INSERT 0 {}", inserted.len());
         self.returning_outcome(p.returning, &inserted, params, tag, exec)
+            .map_err(after_commit)
     }
 
     /// Unique indexes: no two rows of `rows` (the statement's new row versions) and no stored
@@ -972,6 +992,7 @@ impl Session {
         db.coordinator.commit(writes)?;
         let tag = format!("UPDATE {}", new_rows.len());
         self.returning_outcome(p.returning, &new_rows, params, tag, exec)
+            .map_err(after_commit)
     }
 
     fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
@@ -996,6 +1017,7 @@ impl Session {
         db.coordinator.commit(writes)?;
         let tag = format!("DELETE {}", rows.len());
         self.returning_outcome(p.returning, &rows, params, tag, exec)
+            .map_err(after_commit)
     }
 
     /// Deletes a dropped table's rows, shard by shard, a page at a time.

@@ -685,6 +685,8 @@ impl Engine {
     /// calls it before writing pages whose changes the log describes).
     pub fn sync_wal(&self) -> Result<()> {
         let inner = &self.inner;
+        // After a failed write the log's state is unknown: pages must not be written on it.
+        inner.check_poison()?;
         if inner.opts.sync == SyncMode::None {
             // Even without per-commit fsyncs, pages must never run ahead of the log: that
             // would lose index entries for good, not just recent commits. Checkpoints are
@@ -696,6 +698,16 @@ impl Engine {
             return file.sync_data().map_err(io_err(&path));
         }
         inner.wait_durable(inner.written_lsn.load(Ordering::Acquire))
+    }
+
+    /// Returns the current redo position and lowers the retain position to it, atomically
+    /// with respect to rotation: a layer that starts logging redo from here (a new index) can
+    /// never find the segment holding this position deleted.
+    pub fn pin_redo_position(&self) -> u64 {
+        let w = self.inner.writer.lock();
+        let pos = redo_position(w.wal.seq(), w.wal.len());
+        self.inner.redo_retain.fetch_min(pos, Ordering::AcqRel);
+        pos
     }
 
     /// Keeps every log segment holding records after redo position `pos` — even once its rows
