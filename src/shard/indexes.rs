@@ -618,8 +618,7 @@ impl ShardIndexes {
     /// checkpoint so the engine may delete the segments in between.
     fn wal_behind(&self, engine: &Engine) -> bool {
         let oldest = self.retain_position();
-        oldest != u64::MAX
-            && (engine.redo_position() >> REDO_SEGMENT_SHIFT) >= (oldest >> REDO_SEGMENT_SHIFT) + 2
+        oldest != u64::MAX && engine.redo_segment() >= (oldest >> REDO_SEGMENT_SHIFT) + 2
     }
 
     /// Writes for tables without indexes still move the WAL; checkpoint now and then so

@@ -169,6 +169,8 @@ struct Inner {
     redo_retain: AtomicU64,
     /// Every segment below this one has its rows in tables.
     flushed_log: AtomicU64,
+    /// Sequence number of the active WAL segment (readable without the writer mutex).
+    active_segment: AtomicU64,
     cache: Arc<BlockCache>,
     read_counters: Arc<ReadCounters>,
     counters: Counters,
@@ -610,6 +612,7 @@ impl Engine {
             gc_watermark: AtomicU64::new(0),
             redo_retain: AtomicU64::new(redo_after),
             flushed_log: AtomicU64::new(state_log_number),
+            active_segment: AtomicU64::new(next_segment - 1),
             cache,
             read_counters,
             counters,
@@ -673,6 +676,12 @@ impl Engine {
         };
         logged(pos);
         inner.wait_durable(lsn)
+    }
+
+    /// The active segment's sequence number: the segment part of [`Engine::redo_position`],
+    /// without taking the writer mutex (for cheap "how far has the log moved" checks).
+    pub fn redo_segment(&self) -> u64 {
+        self.inner.active_segment.load(Ordering::Acquire)
     }
 
     /// The redo position just past everything written to the log so far.
@@ -1370,6 +1379,7 @@ impl Inner {
             return Err(e);
         }
         w.next_segment += 1;
+        self.active_segment.store(seg, Ordering::Release);
         let relogged = new_wal.len();
         let old = std::mem::replace(&mut w.wal, new_wal);
         self.segments.lock().insert(old.seq(), old.len());

@@ -1184,6 +1184,7 @@ fn redo_blobs_replay_after_a_position_and_pin_their_segments() {
             }
             // Every flush seals a segment; its rows go to a table, its redo stays pinned.
             e.flush().unwrap();
+            assert_eq!(e.redo_segment(), e.redo_position() >> REDO_SEGMENT_SHIFT);
         }
         assert_eq!(e.redo_position(), e.redo_position());
         assert!(files_with(dir.path(), "wal-").len() >= 6);
