@@ -276,6 +276,10 @@ impl Database {
     /// shard, then writes the catalog entry (the commit point).
     fn create_index(&self, table: &TableDef, mut index: IndexDef) -> SqlResult<()> {
         let _write = self.coordinator.write_guard();
+        // A two-phase commit left in doubt by a failure after its decision would commit below
+        // the build's snapshot once resolved, so its rows would miss the index: resolve any
+        // now, as a restart would (with the write lock held, none is in progress).
+        self.coordinator.recover()?;
         let snapshot = self.coordinator.begin_read();
         let read_ts = snapshot.ts();
         // The table may have been dropped or re-created since binding.
@@ -295,12 +299,26 @@ impl Database {
             let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
             let mut seen: HashSet<Vec<u8>> = HashSet::new();
             let mut rows = 0u64;
+            let mut held = 0usize;
+            let limit = self.statement_mem_bytes;
             self.for_each_row(table, read_ts, &mut |row| {
                 rows += 1;
                 if cols.iter().any(|c| row[*c].is_null()) {
                     return Ok(());
                 }
                 let key = encode_pk(&row, &cols, &types);
+                held += key.len() + 48;
+                if held > limit {
+                    return Err(SqlError::new(
+                        sqlstate::OUT_OF_MEMORY,
+                        format!(
+                            "checking \"{}\" for duplicates needs more than the statement \
+                             memory limit",
+                            index.name
+                        ),
+                    )
+                    .with_hint("Raise --statement-mem-mb for the build."));
+                }
                 if !seen.insert(key) {
                     return Err(SqlError::new(
                         sqlstate::UNIQUE_VIOLATION,
