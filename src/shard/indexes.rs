@@ -47,11 +47,14 @@
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::index::{BTree, BufferPool, IndexError};
 use crate::rpc::{IndexScanRequest, IndexSpec, IndexStats, PoolStats, RowWrite, UniqueProbe};
+use crate::shard::as_ref_bound;
 use crate::shard::index_build::EntrySorter;
 use crate::shard::keys;
 use crate::shard::storage_error;
 use crate::sql::expr::EvalContext;
-use crate::storage::{Engine, REDO_SEGMENT_SHIFT, StorageError, WriteBatch, WriteOp};
+use crate::storage::{
+    Engine, REDO_SEGMENT_SHIFT, StorageError, WriteBatch, WriteOp, prefix_successor,
+};
 use crate::types::keycode::{
     decode_key_value, decode_key_value_desc, encode_key_value, encode_key_value_desc,
 };
@@ -1212,26 +1215,6 @@ impl ShardIndexes {
             page_writes: c.page_writes,
             checkpoints: c.checkpoints,
         }
-    }
-}
-
-/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
-pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(k) => Bound::Included(k.as_slice()),
-        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

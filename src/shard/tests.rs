@@ -203,7 +203,7 @@ fn verify(
     // Index on v: rows with lo <= v <= hi (None bounds: unbounded; NULLs sort last).
     let start = lo.map_or(Bound::Unbounded, |l| Bound::Included(v_key(Some(l))));
     let end = hi.map_or(Bound::Unbounded, |h| {
-        Bound::Excluded(indexes::prefix_successor(&v_key(Some(h))).unwrap())
+        Bound::Excluded(crate::storage::prefix_successor(&v_key(Some(h))).unwrap())
     });
     let got = scan_all(shard, 10, start, end, rev, ts, page);
     let mut want: Vec<(Vec<u8>, i64)> = model

@@ -27,6 +27,7 @@ use crate::error::SqlResult;
 use crate::rpc::IndexColumn;
 use crate::sql::expr::{CmpOp, Expr};
 use crate::sql::plan::{Access, EqBound, IndexAccess, Plan, RangeBound};
+use crate::storage::prefix_successor;
 use crate::types::format::format_text;
 use crate::types::{DataType, Value, keycode};
 use std::collections::HashMap;
@@ -393,19 +394,6 @@ pub fn apply_top_n(plan: &mut Plan, tables: &HashMap<u32, Arc<TableDef>>) {
 }
 
 // ------------------------------------------------------------------ execution
-
-/// The smallest byte string greater than every string starting with `p`, or `None` if there
-/// is none (all 0xFF).
-pub fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
-    let mut s = p.to_vec();
-    while let Some(last) = s.pop() {
-        if last != 0xFF {
-            s.push(last + 1);
-            return Some(s);
-        }
-    }
-    None
-}
 
 fn encode_col(v: &Value, c: &IndexColumn, out: &mut Vec<u8>) {
     if c.desc {

@@ -1101,8 +1101,8 @@ impl Engine {
 }
 
 /// The smallest key greater than every key starting with `prefix`, or `None` if there is none
-/// (the prefix is all 0xFF bytes).
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+/// (the prefix is all 0xFF bytes). Shared by every layer that turns a prefix into a range.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xFF {

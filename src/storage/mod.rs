@@ -52,7 +52,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use engine::{Engine, REDO_SEGMENT_SHIFT, VerifyReport, redo_position};
+pub use engine::{Engine, REDO_SEGMENT_SHIFT, VerifyReport, prefix_successor, redo_position};
 
 /// How hard the engine works to make an acknowledged write survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
