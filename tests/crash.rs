@@ -9,47 +9,8 @@ mod common;
 
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-fn spawn_server(dir: &std::path::Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sharddb"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "4",
-            "--memtable-mb",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("SHARDDB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sharddb");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listen line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    Proc { child, port }
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -72,7 +33,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
     let mut next_stmt: u64 = 0;
     let writers = 4i64;
 
-    let mut proc = spawn_server(dir.path());
+    let mut proc = common::spawn_server(dir.path(), &[]);
     {
         let c = common::connect(&format!("host=127.0.0.1 port={} user=t", proc.port)).await;
         c.batch_execute(
@@ -158,7 +119,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
         next_row += writers * 1_000_000;
         next_stmt += (writers as u64) * 1_000_000;
 
-        proc = spawn_server(dir.path());
+        proc = common::spawn_server(dir.path(), &[]);
         let c = common::connect(&format!("host=127.0.0.1 port={} user=t", proc.port)).await;
         let present: HashSet<i64> = c
             .query("SELECT id FROM items", &[])

@@ -11,49 +11,8 @@ mod common;
 
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-fn spawn_server(dir: &std::path::Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sharddb"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "4",
-            "--memtable-mb",
-            "1",
-            "--index-pool-mb",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("SHARDDB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sharddb");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listen line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    Proc { child, port }
-}
 
 /// The acknowledged state of each row id a writer touched: `Some(score)` or deleted (`None`),
 /// and the write in flight when the server died (either outcome is allowed for that row).
@@ -100,7 +59,7 @@ async fn indexes_recover_after_kill_9_and_agree_with_full_scans() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let writers = 4i64;
 
-    let mut proc = spawn_server(dir.path());
+    let mut proc = common::spawn_server(dir.path(), &["--index-pool-mb", "1"]);
     {
         let c = common::connect(&format!("host=127.0.0.1 port={} user=t", proc.port)).await;
         c.batch_execute(
@@ -186,7 +145,7 @@ async fn indexes_recover_after_kill_9_and_agree_with_full_scans() {
             let _ = t.await;
         }
 
-        proc = spawn_server(dir.path());
+        proc = common::spawn_server(dir.path(), &["--index-pool-mb", "1"]);
         let c = common::connect(&format!("host=127.0.0.1 port={} user=t", proc.port)).await;
         // Every acknowledged write is there; an in-flight one is old or new.
         let present: HashMap<i64, Option<i64>> = rows_of(&c, "SELECT id, score FROM items")

@@ -196,56 +196,17 @@ impl Node {
         b
     }
 
-    /// Decodes a tree or free page; `Err` describes what is malformed.
+    /// Decodes a tree or free page into an owned copy; `Err` describes what is malformed
+    /// (the checks are [`NodeView::parse`]'s).
     pub fn decode(page: &[u8]) -> Result<Node, String> {
-        if page.len() < HEADER {
-            return Err(format!("page buffer of {} bytes is too short", page.len()));
-        }
-        let kind = match page[4] {
-            KIND_LEAF => Kind::Leaf,
-            KIND_INTERNAL => Kind::Internal,
-            KIND_FREE => Kind::Free,
-            KIND_META => return Err("meta page found where a tree page was expected".into()),
-            k => return Err(format!("unknown page kind {k}")),
-        };
-        let level = u16::from_le_bytes([page[6], page[7]]);
-        let count = u16::from_le_bytes([page[8], page[9]]) as usize;
-        let prev = u32_at(page, 12);
-        let next = u32_at(page, 16);
-        // Keys longer than the maximum would break the size reasoning splits rely on.
-        let max = max_key_len(page.len());
-        let mut cur = Cursor { page, at: HEADER };
-        let mut keys = Vec::with_capacity(count);
-        let mut children = Vec::new();
-        match kind {
-            Kind::Free => {}
-            Kind::Leaf => {
-                if level != 0 {
-                    return Err(format!("leaf page has level {level}"));
-                }
-                for _ in 0..count {
-                    keys.push(cur.key(max)?.to_vec());
-                }
-            }
-            Kind::Internal => {
-                if level == 0 {
-                    return Err("internal page has level 0".into());
-                }
-                children.reserve(count + 1);
-                children.push(cur.u32()?);
-                for _ in 0..count {
-                    keys.push(cur.key(max)?.to_vec());
-                    children.push(cur.u32()?);
-                }
-            }
-        }
+        let v = NodeView::parse(page)?;
         Ok(Node {
-            kind,
-            level,
-            prev,
-            next,
-            keys,
-            children,
+            kind: v.kind,
+            level: v.level,
+            prev: v.prev,
+            next: v.next,
+            keys: v.keys.iter().map(|k| k.to_vec()).collect(),
+            children: v.children,
         })
     }
 }

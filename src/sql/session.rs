@@ -243,6 +243,19 @@ impl Database {
         read_ts: u64,
         f: &mut dyn FnMut(Row) -> SqlResult<()>,
     ) -> SqlResult<()> {
+        self.for_each_page(table, read_ts, &mut |_, rows| {
+            rows.into_iter().try_for_each(&mut *f)
+        })
+    }
+
+    /// Calls `f` with each shard's rows of `table` visible at `read_ts`, a scan page at a
+    /// time (so a table of any size is walked in bounded memory).
+    fn for_each_page(
+        &self,
+        table: &TableDef,
+        read_ts: u64,
+        f: &mut dyn FnMut(usize, Vec<Row>) -> SqlResult<()>,
+    ) -> SqlResult<()> {
         for shard in 0..self.placement.shard_count() {
             let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));
             loop {
@@ -259,9 +272,7 @@ impl Database {
                 let ShardResponse::Rows { rows, resume_after } = resp else {
                     return Err(SqlError::internal("unexpected shard response to Scan"));
                 };
-                for r in rows {
-                    f(r)?;
-                }
+                f(shard, rows)?;
                 match resume_after {
                     Some(k) => start = std::ops::Bound::Excluded(k),
                     None => break,
@@ -1046,41 +1057,21 @@ impl Session {
         let snapshot = db.coordinator.begin_read();
         let read_ts = snapshot.ts();
         // Page by page on each shard, so a table of any size is dropped in bounded memory.
-        for shard in 0..db.placement.shard_count() {
-            let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));
-            loop {
-                let resp = db.coordinator.call(
-                    shard,
-                    ShardRequest::Scan(ScanRequest {
-                        start: start.clone(),
-                        end: std::ops::Bound::Excluded(keys::table_end(table.id)),
-                        read_ts,
-                        limit: SCAN_PAGE,
-                        filter: None,
-                    }),
-                )?;
-                let ShardResponse::Rows { rows, resume_after } = resp else {
-                    return Err(SqlError::internal("unexpected shard response to Scan"));
-                };
-                let writes: Vec<RowWrite> = rows
-                    .iter()
-                    .map(|r| RowWrite {
-                        key: keys::row_key(table.id, &encode_pk(r, &table.primary_key, &types)),
-                        value: None,
-                    })
-                    .collect();
-                // Each page commits on its own: the table is already gone from the catalog, so
-                // nobody can observe a half-deleted table.
-                if !writes.is_empty() {
-                    db.coordinator.commit(BTreeMap::from([(shard, writes)]))?;
-                }
-                match resume_after {
-                    Some(k) => start = std::ops::Bound::Excluded(k),
-                    None => break,
-                }
+        db.for_each_page(table, read_ts, &mut |shard, rows| {
+            let writes: Vec<RowWrite> = rows
+                .iter()
+                .map(|r| RowWrite {
+                    key: keys::row_key(table.id, &encode_pk(r, &table.primary_key, &types)),
+                    value: None,
+                })
+                .collect();
+            // Each page commits on its own: the table is already gone from the catalog, so
+            // nobody can observe a half-deleted table.
+            if !writes.is_empty() {
+                db.coordinator.commit(BTreeMap::from([(shard, writes)]))?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

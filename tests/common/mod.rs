@@ -79,3 +79,46 @@ pub fn db_error(e: &tokio_postgres::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// A `sharddb` server in a child process (so tests can `kill -9` it), on an ephemeral port.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+/// Spawns `sharddb serve` on `dir` with 4 shards, 1 MiB memtables and `extra` arguments, and
+/// waits for its "listening" line.
+pub fn spawn_server(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sharddb"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "4",
+            "--memtable-mb",
+            "1",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SHARDDB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sharddb");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listen line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    ServerProcess { child, port }
+}
