@@ -96,6 +96,9 @@ const GC_FILE: &str = "gc-candidates";
 /// the statement was planned); the session re-plans on it.
 pub const MISSING_INDEX: &str = "index with id";
 const GC_MAGIC: &[u8; 8] = b"SDBGC001";
+/// Test-only setting: milliseconds each shard pauses at the start of an index build, so
+/// tests can observe that a build blocks writers and not readers.
+pub const BUILD_PAUSE_ENV: &str = "SHARDDB_TEST_INDEX_BUILD_PAUSE_MS";
 /// Entries examined per unique probe page.
 const PROBE_PAGE: usize = 256;
 
@@ -934,6 +937,13 @@ impl ShardIndexes {
         read_ts: u64,
         start: u64,
     ) -> SqlResult<BTree> {
+        if let Some(ms) = std::env::var(BUILD_PAUSE_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            // Test-only: makes a build long enough for tests to observe what it blocks.
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let max = BTree::max_key_len(self.pool.page_size());
         let io = |e: std::io::Error| {
             storage_error(StorageError::Io {
