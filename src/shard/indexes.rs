@@ -589,8 +589,8 @@ impl ShardIndexes {
                             ),
                         )
                         .with_hint(
-                            "Values larger than a page fraction cannot be indexed; index a \
-                             shorter column or an expression of it.",
+                            "Values larger than a quarter of an index page cannot be indexed; \
+                             index a shorter column instead.",
                         ));
                     }
                     changes.push(Change {

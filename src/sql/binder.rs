@@ -749,22 +749,27 @@ impl<'a> Binder<'a> {
 
     fn bind_create_index(&self, ci: &ast::CreateIndex) -> SqlResult<Bound> {
         if ci.concurrently {
-            return Err(SqlError::unsupported(
-                "CREATE INDEX CONCURRENTLY (a build blocks writers to the table, never readers)",
-            ));
+            return Err(
+                SqlError::unsupported("CREATE INDEX CONCURRENTLY").with_hint(
+                    "Use CREATE INDEX: a build blocks writers to the table, never readers.",
+                ),
+            );
         }
         if let Some(using) = &ci.using
             && !matches!(using, ast::IndexType::BTree)
         {
             return Err(SqlError::unsupported(format!(
-                "access method \"{}\" (btree is the only index method)",
+                "access method \"{}\"",
                 using.to_string().to_lowercase()
-            )));
+            ))
+            .with_hint("btree is the only index method."));
         }
         if ci.predicate.is_some() {
-            return Err(SqlError::unsupported(
-                "partial indexes (CREATE INDEX ... WHERE)",
-            ));
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "partial indexes (CREATE INDEX ... WHERE) are not supported yet",
+            )
+            .with_hint("Index the whole table: leave out the WHERE clause."));
         }
         if !ci.include.is_empty() {
             return Err(SqlError::unsupported("INCLUDE columns in an index"));
@@ -788,9 +793,11 @@ impl<'a> Binder<'a> {
             let n = match &ic.column.expr {
                 ast::Expr::Identifier(i) => ident(i),
                 other => {
-                    return Err(SqlError::unsupported(format!(
-                        "index expressions ({other}); only plain columns can be indexed"
-                    )));
+                    return Err(SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!("index expressions such as {other} are not supported yet"),
+                    )
+                    .with_hint("Only plain columns can be indexed."));
                 }
             };
             let column = table
@@ -813,15 +820,18 @@ impl<'a> Binder<'a> {
                 && nulls_first != desc
             {
                 return Err(SqlError::unsupported(format!(
-                    "{} {} in an index: NULLs sort last in ascending and first in descending \
-                     index columns",
+                    "{} {} in an index",
                     if desc { "DESC" } else { "ASC" },
                     if nulls_first {
                         "NULLS FIRST"
                     } else {
                         "NULLS LAST"
                     }
-                )));
+                ))
+                .with_hint(
+                    "NULLs sort last in ascending and first in descending index columns, as \
+                     PostgreSQL's defaults; leave out NULLS FIRST/LAST.",
+                ));
             }
             columns.push(IndexKeyColumn { column, desc });
         }
