@@ -32,8 +32,9 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use super::page;
 use super::{IndexError, Result};
 
-/// Counters describing the pool, for `pg_stat`-style views.
-#[derive(Debug, Clone, Default)]
+/// Counters describing the pool, for `pg_stat`-style views (sent as is in shard statistics,
+/// hence serializable).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolCounters {
     pub capacity_pages: u64,
     pub resident_pages: u64,

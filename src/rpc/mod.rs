@@ -114,17 +114,7 @@ pub struct IndexStats {
 }
 
 /// The shard's buffer pool (shared by all its indexes).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PoolStats {
-    pub capacity_pages: u64,
-    pub resident_pages: u64,
-    pub dirty_pages: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-    pub page_writes: u64,
-    pub checkpoints: u64,
-}
+pub type PoolStats = crate::index::PoolCounters;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardRequest {

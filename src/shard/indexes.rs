@@ -1214,17 +1214,7 @@ impl ShardIndexes {
     }
 
     pub fn pool_stats(&self) -> PoolStats {
-        let c = self.pool.stats();
-        PoolStats {
-            capacity_pages: c.capacity_pages,
-            resident_pages: c.resident_pages,
-            dirty_pages: c.dirty_pages,
-            hits: c.hits,
-            misses: c.misses,
-            evictions: c.evictions,
-            page_writes: c.page_writes,
-            checkpoints: c.checkpoints,
-        }
+        self.pool.stats()
     }
 }
 
