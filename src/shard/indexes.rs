@@ -215,6 +215,21 @@ fn entry_for(spec: &IndexSpec, row_key: &[u8], row: &Row) -> Vec<u8> {
     out
 }
 
+/// An entry over the tree's key limit, in PostgreSQL's words (SQLSTATE 54000).
+fn entry_too_large(spec: &IndexSpec, len: usize, max: usize) -> SqlError {
+    SqlError::new(
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "index row size {len} exceeds btree maximum {max} for index \"{}\"",
+            spec.name
+        ),
+    )
+    .with_hint(
+        "Values larger than a quarter of an index page cannot be indexed; index a shorter \
+         column instead.",
+    )
+}
+
 /// The index-column part of an entry.
 fn key_prefix_into(spec: &IndexSpec, row: &Row, out: &mut Vec<u8>) {
     for c in &spec.columns {
@@ -580,18 +595,7 @@ impl ShardIndexes {
                 if let Some(e) = &new_entry {
                     let max = BTree::max_key_len(self.pool.page_size());
                     if e.len() > max {
-                        return Err(SqlError::new(
-                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                            format!(
-                                "index row size {} exceeds btree maximum {max} for index \"{}\"",
-                                e.len(),
-                                i.spec.name
-                            ),
-                        )
-                        .with_hint(
-                            "Values larger than a quarter of an index page cannot be indexed; \
-                             index a shorter column instead.",
-                        ));
+                        return Err(entry_too_large(&i.spec, e.len(), max));
                     }
                     changes.push(Change {
                         index_id: i.spec.index_id,
@@ -970,14 +974,7 @@ impl ShardIndexes {
                 let r = row::decode_row(v)?;
                 let e = entry_for(spec, k, &r);
                 if e.len() > max {
-                    return Err(SqlError::new(
-                        sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                        format!(
-                            "index row size {} exceeds btree maximum {max} for index \"{}\"",
-                            e.len(),
-                            spec.name
-                        ),
-                    ));
+                    return Err(entry_too_large(spec, e.len(), max));
                 }
                 entries.push(e).map_err(io)?;
             }

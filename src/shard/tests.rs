@@ -444,19 +444,22 @@ fn many_writes_force_checkpoints_and_wal_trimming() {
     check_indexes(&shard);
 }
 
-/// One statement may dirty far more pages than the pool holds: it checkpoints as it goes.
-#[test]
-fn one_write_set_larger_than_the_pool() {
-    let dir = tempfile::tempdir().unwrap();
-    let shard = open(dir.path());
+/// Creates index `t_v` on an empty table, then writes `n` rows with scattered `v` values in
+/// one write set at timestamp 2.
+fn index_and_bulk_write(shard: &Shard, n: i64) {
     shard
         .handle(ShardRequest::CreateIndex {
             spec: spec_v(),
             read_ts: 1,
         })
         .unwrap();
-    let writes: Vec<RowWrite> = (0..4000i64)
-        .map(|i| write(i, Some((Some(((i * 7919) % 4001) as i32), String::new()))))
+    let writes: Vec<RowWrite> = (0..n)
+        .map(|i| {
+            write(
+                i,
+                Some((Some(((i * 7919) % (n + 1)) as i32), String::new())),
+            )
+        })
         .collect();
     shard
         .handle(ShardRequest::Apply {
@@ -464,6 +467,14 @@ fn one_write_set_larger_than_the_pool() {
             writes,
         })
         .unwrap();
+}
+
+/// One statement may dirty far more pages than the pool holds: it checkpoints as it goes.
+#[test]
+fn one_write_set_larger_than_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = open(dir.path());
+    index_and_bulk_write(&shard, 4000);
     let got = scan_all(
         &shard,
         10,
@@ -491,21 +502,7 @@ fn recovery_replays_a_record_larger_than_a_smaller_pool() {
         ..index_opts()
     };
     let shard = Shard::open_with(0, dir.path(), engine_opts(), big).unwrap();
-    shard
-        .handle(ShardRequest::CreateIndex {
-            spec: spec_v(),
-            read_ts: 1,
-        })
-        .unwrap();
-    let writes: Vec<RowWrite> = (0..3000i64)
-        .map(|i| write(i, Some((Some(((i * 7919) % 3001) as i32), String::new()))))
-        .collect();
-    shard
-        .handle(ShardRequest::Apply {
-            commit_ts: 2,
-            writes,
-        })
-        .unwrap();
+    index_and_bulk_write(&shard, 3000);
     shard.crash();
     let shard = open(dir.path());
     let got = scan_all(
