@@ -24,6 +24,7 @@ fn bench_sql(c: &mut Criterion) {
         block_cache_bytes: 64 << 20,
         index_pool_bytes: 64 << 20,
         statement_mem_bytes: 1 << 30,
+        deadlock_policy: Default::default(),
     })
     .expect("open");
     let mut session = Session::new(db);

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub block_cache_mb: Option<usize>,
     pub index_pool_mb: Option<usize>,
     pub statement_mem_mb: Option<usize>,
+    /// `wait_die` or `wound_wait`.
+    pub deadlock_policy: Option<String>,
 }
 
 impl FileConfig {
@@ -61,6 +63,8 @@ pub struct ServerConfig {
     pub index_pool_mb: usize,
     /// Most memory one statement may hold in materialized rows (see `sql::executor`).
     pub statement_mem_mb: usize,
+    /// The `deadlock_policy` sessions start with (each may `SET deadlock_policy`).
+    pub deadlock_policy: crate::txn::DeadlockPolicy,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
             index_pool_mb: DEFAULT_INDEX_POOL_MB,
             statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
+            deadlock_policy: crate::txn::DeadlockPolicy::default(),
         }
     }
 }

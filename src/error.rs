@@ -31,6 +31,11 @@ pub mod sqlstate {
     pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
     pub const INVALID_TRANSACTION_STATE: &str = "25000";
     pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+    pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
+    pub const INVALID_SAVEPOINT_SPECIFICATION: &str = "3B001";
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";

@@ -51,8 +51,12 @@ struct ServeArgs {
     /// fails with 53200 instead of exhausting the server [default: 1024].
     #[arg(long, env = "SHARDDB_STATEMENT_MEM_MB")]
     statement_mem_mb: Option<usize>,
+    /// Deadlock prevention sessions start with: wait_die or wound_wait (each session may
+    /// `SET deadlock_policy`) [default: wait_die].
+    #[arg(long, env = "SHARDDB_DEADLOCK_POLICY")]
+    deadlock_policy: Option<String>,
     /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
-    /// block_cache_mb, index_pool_mb, statement_mem_mb).
+    /// block_cache_mb, index_pool_mb, statement_mem_mb, deadlock_policy).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -84,6 +88,10 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             .statement_mem_mb
             .or(file.statement_mem_mb)
             .unwrap_or(d.statement_mem_mb),
+        deadlock_policy: match args.deadlock_policy.or(file.deadlock_policy) {
+            Some(p) => p.parse()?,
+            None => d.deadlock_policy,
+        },
     })
 }
 

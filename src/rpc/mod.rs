@@ -17,6 +17,7 @@
 use crate::error::SqlError;
 use crate::shard::Shard;
 use crate::sql::expr::Expr;
+use crate::txn::TxnCtx;
 use crate::types::{DataType, Row};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub struct ScanRequest {
     pub limit: usize,
     /// Rows not satisfying the filter (NULL counts as false) are not returned.
     pub filter: Option<Expr>,
+    /// The transaction reading, if any: it sees its own intents (and, READ UNCOMMITTED,
+    /// everyone's); SERIALIZABLE takes a shared range lock on the scanned range first.
+    pub txn: Option<TxnCtx>,
 }
 
 /// One column of an index key: which row column, its type (for the key encoding) and its order.
@@ -85,6 +89,27 @@ pub struct IndexScanRequest {
     /// At most this many entries are examined per request; the response says where to resume.
     pub limit: usize,
     pub filter: Option<Expr>,
+    /// As for [`ScanRequest::txn`]; SERIALIZABLE locks the entry range and each row read.
+    pub txn: Option<TxnCtx>,
+}
+
+/// One key a transaction writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnWrite {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    /// An INSERT: the write is refused (reported as a duplicate) if the key holds a row.
+    pub must_not_exist: bool,
+}
+
+/// A locked key's newest state, as a writer sees it once it holds the exclusive lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// The transaction itself wrote the key.
+    Own,
+    /// The newest committed version: its commit timestamp (0 if there is none) and whether
+    /// it is a row or a deletion.
+    Committed { ts: u64, exists: bool },
 }
 
 /// One value tuple to check against a unique index.
@@ -123,7 +148,51 @@ pub enum ShardRequest {
     Get {
         key: Vec<u8>,
         read_ts: u64,
+        txn: Option<TxnCtx>,
     },
+    /// Takes exclusive locks on row keys (waiting, or failing by the deadlock policy) and
+    /// reports each key's newest state, so the writer can tell whether it changed after its
+    /// snapshot. Locks are held until the transaction ends.
+    LockRows {
+        txn: TxnCtx,
+        keys: Vec<Vec<u8>>,
+    },
+    /// Records a transaction's writes as intents (locking each key and the index entries the
+    /// write adds or removes). Answered with `Duplicates`: the positions of `must_not_exist`
+    /// writes whose key holds a row — if any, nothing of the request was written.
+    Write {
+        txn: TxnCtx,
+        writes: Vec<TxnWrite>,
+    },
+    /// One-phase commit of everything the transaction wrote on this shard; releases its
+    /// locks. Answered with the commit timestamp.
+    CommitTxn {
+        txid: u64,
+    },
+    /// First phase of two-phase commit of the transaction's intents: durable, locks kept.
+    /// Answered with the shard's clock, which the coordinator's commit timestamp must pass.
+    PrepareTxn {
+        txid: u64,
+    },
+    /// Ends a transaction here without a commit: discards its intents (or aborts it if
+    /// prepared) and releases its locks. With `wounded_by`, it was wounded by that older
+    /// transaction and stays known as aborted (its statements fail with 40P01) until the
+    /// coordinator's own `AbortTxn`; a prepared transaction cannot be wounded.
+    AbortTxn {
+        txid: u64,
+        wounded_by: Option<u64>,
+    },
+    /// A transaction that wrote nothing here is done: releases its (read) locks.
+    ReleaseTxn {
+        txid: u64,
+    },
+    /// ROLLBACK TO SAVEPOINT: undoes the intents written after statement `seq`.
+    RollbackTo {
+        txid: u64,
+        seq: u32,
+    },
+    /// Every lock held or awaited here, and the transactions known here.
+    Locks,
     /// One-phase commit of a set of writes, atomic on this shard.
     Apply {
         commit_ts: u64,
@@ -174,6 +243,9 @@ pub enum ShardRequest {
     UniqueCheck {
         index_id: u32,
         probes: Vec<UniqueProbe>,
+        /// The checking transaction: it takes an exclusive lock on each probed value (so a
+        /// concurrent insert of the same value waits), and its own intents count.
+        txn: Option<TxnCtx>,
     },
     /// Runs the page-level invariant checker on every index of this shard.
     CheckIndexes,
@@ -203,6 +275,15 @@ pub enum ShardResponse {
     UniqueHits(Vec<(usize, Vec<u8>)>),
     /// `CheckIndexes`.
     IndexChecks(Vec<IndexStats>),
+    /// `LockRows`: one state per key, in request order.
+    KeyStates(Vec<KeyState>),
+    /// `Write`: positions of refused `must_not_exist` writes.
+    Duplicates(Vec<usize>),
+    /// `Locks`.
+    Locks {
+        locks: Vec<crate::txn::locks::LockInfo>,
+        txns: Vec<crate::shard::txn::ShardTxnInfo>,
+    },
 }
 
 /// How the coordinator reaches one shard.
@@ -228,7 +309,7 @@ impl LocalShardClient {
 #[async_trait]
 impl ShardClient for LocalShardClient {
     async fn call(&self, request: ShardRequest) -> Result<ShardResponse, SqlError> {
-        self.shard.handle(request)
+        self.shard.handle(request).await
     }
 }
 
@@ -244,6 +325,7 @@ mod tests {
             read_ts: 7,
             limit: 10,
             filter: Some(Expr::Literal(crate::types::Value::Bool(true))),
+            txn: None,
         });
         let text = serde_json::to_string(&req).unwrap();
         let back: ShardRequest = serde_json::from_str(&text).unwrap();

@@ -198,6 +198,13 @@ fn decode_redo(mut b: &[u8]) -> Result<Vec<Change>, String> {
     Ok(out)
 }
 
+/// How an index read sees a row: by engine key, the value the reader's view holds (engine
+/// versions at its timestamp, possibly under intents).
+pub type RowReader<'a> = dyn Fn(&[u8]) -> SqlResult<Option<Vec<u8>>> + 'a;
+
+/// One page of an index scan: the rows, their engine keys, and where to resume.
+pub type IndexScanPage = (Vec<Row>, Vec<Vec<u8>>, Option<Vec<u8>>);
+
 /// The table id of an engine row key, if it is one.
 fn table_of(key: &[u8]) -> Option<u32> {
     if key.len() >= 5 && key[0] == keys::ROW_PREFIX {
@@ -1089,15 +1096,19 @@ impl ShardIndexes {
         })
     }
 
-    /// Rows through an index (see `IndexScanRequest`).
+    /// Rows through an index (see `IndexScanRequest`), with their engine keys and where to
+    /// resume, each read through `read` (the reader's view). `overlay` lists
+    /// the intents the reader sees on the index's table: their entries are not in the tree
+    /// yet (entries go in at commit), so they are merged in here.
     pub fn scan(
         &self,
-        engine: &Engine,
-        req: IndexScanRequest,
-    ) -> SqlResult<(Vec<Row>, Option<Vec<u8>>)> {
+        req: &IndexScanRequest,
+        read: &RowReader<'_>,
+        overlay: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> SqlResult<IndexScanPage> {
         let t = self.tree(req.index_id)?;
         let limit = req.limit.max(1);
-        let entries = t
+        let mut entries = t
             .tree
             .scan(
                 as_ref_bound(&req.start),
@@ -1111,20 +1122,85 @@ impl ShardIndexes {
         } else {
             None
         };
+        if !overlay.is_empty() {
+            // Intent entries within the bounds and within this page (the next page, which
+            // resumes after the last tree entry, takes the rest).
+            let in_page = |e: &Vec<u8>| match &resume_after {
+                None => true,
+                Some(last) if req.reverse => e >= last,
+                Some(last) => e <= last,
+            };
+            let bounds = (as_ref_bound(&req.start), as_ref_bound(&req.end));
+            for (key, value) in overlay {
+                let Some(v) = value else { continue };
+                let r = row::decode_row(v)?;
+                let e = entry_for(&t.spec, key, &r);
+                if std::ops::RangeBounds::<[u8]>::contains(&bounds, e.as_slice()) && in_page(&e) {
+                    entries.push(e);
+                }
+            }
+            entries.sort();
+            entries.dedup();
+            if req.reverse {
+                entries.reverse();
+            }
+        }
         let ctx = EvalContext::empty();
         let mut rows = Vec::new();
+        let mut keys = Vec::new();
         for e in &entries {
-            let Some(r) = self.confirmed_row(engine, &t.spec, e, req.read_ts)? else {
+            let row_key = row_key_of(&t.spec, e)?;
+            let Some(bytes) = read(&row_key)? else {
                 continue;
             };
+            let r = row::decode_row(&bytes)?;
+            // The version read must be one that produces this entry (see the module comment).
+            if entry_for(&t.spec, &row_key, &r) != *e {
+                continue;
+            }
             if let Some(f) = &req.filter
                 && f.eval(&r, &ctx)? != Value::Bool(true)
             {
                 continue;
             }
             rows.push(r);
+            keys.push(row_key);
         }
-        Ok((rows, resume_after))
+        Ok((rows, keys, resume_after))
+    }
+
+    /// The index entries a row version holds in this shard's indexes on its table, checked
+    /// against the tree's entry size limit (54000), so an oversized value fails the statement
+    /// that writes it rather than its commit.
+    pub fn entries_of(
+        &self,
+        row_key: &[u8],
+        value: Option<&[u8]>,
+    ) -> SqlResult<Vec<(u32, Vec<u8>)>> {
+        let (Some(table), Some(value)) = (table_of(row_key), value) else {
+            return Ok(Vec::new());
+        };
+        let trees = self.trees.read();
+        let mut out = Vec::new();
+        let mut decoded = None;
+        for i in trees.values().filter(|i| i.spec.table_id == table) {
+            let r = match &decoded {
+                Some(r) => r,
+                None => decoded.insert(row::decode_row(value)?),
+            };
+            let e = entry_for(&i.spec, row_key, r);
+            let max = BTree::max_key_len(self.pool.page_size());
+            if e.len() > max {
+                return Err(entry_too_large(&i.spec, e.len(), max));
+            }
+            out.push((i.spec.index_id, e));
+        }
+        Ok(out)
+    }
+
+    /// The table an index of this shard belongs to.
+    pub fn table_of_index(&self, index_id: u32) -> Option<u32> {
+        self.trees.read().get(&index_id).map(|t| t.spec.table_id)
     }
 
     /// The row an entry points at, as of `read_ts`, if that version produces this entry.
@@ -1143,16 +1219,39 @@ impl ShardIndexes {
         Ok((entry_for(spec, &row_key, &r) == entry).then_some(r))
     }
 
-    /// Rows whose latest committed version holds each probe's values.
+    /// Rows holding each probe's values in their newest version as `read` sees it (the
+    /// newest committed version, or the checking transaction's own intent); `overlay` is that
+    /// transaction's intents on the table, whose entries are not in the tree yet.
     pub fn unique_check(
         &self,
-        engine: &Engine,
         index_id: u32,
         probes: Vec<UniqueProbe>,
+        read: &RowReader<'_>,
+        overlay: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> SqlResult<Vec<(usize, Vec<u8>)>> {
         let t = self.tree(index_id)?;
+        let mut own_entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (key, value) in overlay {
+            if let Some(v) = value {
+                let r = row::decode_row(v)?;
+                own_entries.push((entry_for(&t.spec, key, &r), key.clone()));
+            }
+        }
+        let confirmed = |e: &[u8]| -> SqlResult<Option<Vec<u8>>> {
+            let row_key = row_key_of(&t.spec, e)?;
+            let Some(bytes) = read(&row_key)? else {
+                return Ok(None);
+            };
+            let r = row::decode_row(&bytes)?;
+            Ok((entry_for(&t.spec, &row_key, &r) == e).then_some(row_key))
+        };
         let mut hits = Vec::new();
         for (i, p) in probes.iter().enumerate() {
+            let mut found: Vec<Vec<u8>> = own_entries
+                .iter()
+                .filter(|(e, _)| e.starts_with(&p.key))
+                .map(|(_, k)| k.clone())
+                .collect();
             let end = prefix_successor(&p.key);
             let mut start = Bound::Included(p.key.clone());
             loop {
@@ -1165,8 +1264,8 @@ impl ShardIndexes {
                     .scan(as_ref_bound(&start), end_b, false, PROBE_PAGE)
                     .map_err(index_error)?;
                 for e in &entries {
-                    if self.confirmed_row(engine, &t.spec, e, u64::MAX)?.is_some() {
-                        hits.push((i, row_key_of(&t.spec, e)?));
+                    if let Some(k) = confirmed(e)? {
+                        found.push(k);
                     }
                 }
                 match entries.last() {
@@ -1176,6 +1275,9 @@ impl ShardIndexes {
                     _ => break,
                 }
             }
+            found.sort();
+            found.dedup();
+            hits.extend(found.into_iter().map(|k| (i, k)));
         }
         Ok(hits)
     }

@@ -32,7 +32,7 @@ fn index_opts() -> IndexOptions {
 }
 
 fn open(dir: &Path) -> Shard {
-    Shard::open_with(0, dir, engine_opts(), index_opts()).unwrap()
+    Shard::open_with(0, dir, engine_opts(), index_opts(), Default::default()).unwrap()
 }
 
 fn spec_v() -> IndexSpec {
@@ -127,8 +127,9 @@ fn scan_all(
             read_ts,
             limit: page,
             filter: None,
+            txn: None,
         });
-        let ShardResponse::Rows { rows, resume_after } = shard.handle(req).unwrap() else {
+        let ShardResponse::Rows { rows, resume_after } = shard.handle_sync(req).unwrap() else {
             panic!("rows expected");
         };
         ids.extend(rows.iter().map(|r| match r[0] {
@@ -144,7 +145,7 @@ fn scan_all(
 }
 
 fn check_indexes(shard: &Shard) -> Vec<crate::rpc::IndexStats> {
-    let ShardResponse::IndexChecks(stats) = shard.handle(ShardRequest::CheckIndexes).unwrap()
+    let ShardResponse::IndexChecks(stats) = shard.handle_sync(ShardRequest::CheckIndexes).unwrap()
     else {
         panic!("checks expected");
     };
@@ -254,7 +255,7 @@ fn run(ops: Vec<Op>) {
         ts += 1;
         let w = write(id, Some((Some(id as i32), text((id % 4) as u8))));
         shard
-            .handle(ShardRequest::Apply {
+            .handle_sync(ShardRequest::Apply {
                 commit_ts: ts,
                 writes: vec![w],
             })
@@ -263,7 +264,7 @@ fn run(ops: Vec<Op>) {
     }
     for spec in [spec_v(), spec_tv()] {
         shard
-            .handle(ShardRequest::CreateIndex { spec, read_ts: ts })
+            .handle_sync(ShardRequest::CreateIndex { spec, read_ts: ts })
             .unwrap();
     }
     for op in ops {
@@ -271,7 +272,7 @@ fn run(ops: Vec<Op>) {
             Op::Put(id, v, t) => {
                 ts += 1;
                 shard
-                    .handle(ShardRequest::Apply {
+                    .handle_sync(ShardRequest::Apply {
                         commit_ts: ts,
                         writes: vec![write(id, Some((v, text(t))))],
                     })
@@ -288,7 +289,7 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 shard
-                    .handle(ShardRequest::Apply {
+                    .handle_sync(ShardRequest::Apply {
                         commit_ts: ts,
                         writes,
                     })
@@ -297,7 +298,7 @@ fn run(ops: Vec<Op>) {
             Op::Delete(id) => {
                 ts += 1;
                 shard
-                    .handle(ShardRequest::Apply {
+                    .handle_sync(ShardRequest::Apply {
                         commit_ts: ts,
                         writes: vec![write(id, None)],
                     })
@@ -307,7 +308,7 @@ fn run(ops: Vec<Op>) {
             Op::Prepared(id, v, t, commit) => {
                 txid += 1;
                 shard
-                    .handle(ShardRequest::Prepare {
+                    .handle_sync(ShardRequest::Prepare {
                         txid,
                         writes: vec![write(id, Some((v, text(t))))],
                     })
@@ -316,18 +317,18 @@ fn run(ops: Vec<Op>) {
                 if commit {
                     ts += 1;
                     shard
-                        .handle(ShardRequest::Commit {
+                        .handle_sync(ShardRequest::Commit {
                             txid,
                             commit_ts: ts,
                         })
                         .unwrap();
                     model.insert(id, (v, text(t)));
                 } else {
-                    shard.handle(ShardRequest::Abort { txid }).unwrap();
+                    shard.handle_sync(ShardRequest::Abort { txid }).unwrap();
                 }
             }
             Op::Gc => {
-                shard.handle(ShardRequest::GcWatermark { ts }).unwrap();
+                shard.handle_sync(ShardRequest::GcWatermark { ts }).unwrap();
                 // Every dead entry was collected, across restarts and crashes too: one
                 // entry per live row.
                 for s in check_indexes(&shard) {
@@ -353,11 +354,12 @@ fn run(ops: Vec<Op>) {
     // Unique probes see exactly the rows holding a value.
     for v in 0..12 {
         let ShardResponse::UniqueHits(hits) = shard
-            .handle(ShardRequest::UniqueCheck {
+            .handle_sync(ShardRequest::UniqueCheck {
                 index_id: 10,
                 probes: vec![UniqueProbe {
                     key: v_key(Some(v)),
                 }],
+                txn: None,
             })
             .unwrap()
         else {
@@ -400,7 +402,7 @@ fn many_writes_force_checkpoints_and_wal_trimming() {
     let dir = tempfile::tempdir().unwrap();
     let shard = open(dir.path());
     shard
-        .handle(ShardRequest::CreateIndex {
+        .handle_sync(ShardRequest::CreateIndex {
             spec: spec_v(),
             read_ts: 1,
         })
@@ -409,14 +411,14 @@ fn many_writes_force_checkpoints_and_wal_trimming() {
     for i in 0..3000i64 {
         let v = Some(((i * 7919) % 1000) as i32);
         shard
-            .handle(ShardRequest::Apply {
+            .handle_sync(ShardRequest::Apply {
                 commit_ts: i as u64 + 2,
                 writes: vec![write(i % 1500, Some((v, String::new())))],
             })
             .unwrap();
         model.insert(i % 1500, (v, String::new()));
     }
-    let ShardResponse::Stats(stats) = shard.handle(ShardRequest::Stats).unwrap() else {
+    let ShardResponse::Stats(stats) = shard.handle_sync(ShardRequest::Stats).unwrap() else {
         panic!()
     };
     assert!(stats.pool.checkpoints > 0, "{:?}", stats.pool);
@@ -448,7 +450,7 @@ fn many_writes_force_checkpoints_and_wal_trimming() {
 /// one write set at timestamp 2.
 fn index_and_bulk_write(shard: &Shard, n: i64) {
     shard
-        .handle(ShardRequest::CreateIndex {
+        .handle_sync(ShardRequest::CreateIndex {
             spec: spec_v(),
             read_ts: 1,
         })
@@ -462,7 +464,7 @@ fn index_and_bulk_write(shard: &Shard, n: i64) {
         })
         .collect();
     shard
-        .handle(ShardRequest::Apply {
+        .handle_sync(ShardRequest::Apply {
             commit_ts: 2,
             writes,
         })
@@ -501,7 +503,7 @@ fn recovery_replays_a_record_larger_than_a_smaller_pool() {
         pool_bytes: 4 << 20,
         ..index_opts()
     };
-    let shard = Shard::open_with(0, dir.path(), engine_opts(), big).unwrap();
+    let shard = Shard::open_with(0, dir.path(), engine_opts(), big, Default::default()).unwrap();
     index_and_bulk_write(&shard, 3000);
     shard.crash();
     let shard = open(dir.path());
@@ -525,7 +527,7 @@ fn recreated_index_recovers_after_its_predecessors_wal_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let shard = open(dir.path());
     shard
-        .handle(ShardRequest::CreateIndex {
+        .handle_sync(ShardRequest::CreateIndex {
             spec: spec_v(),
             read_ts: 1,
         })
@@ -535,7 +537,7 @@ fn recreated_index_recovers_after_its_predecessors_wal_is_gone() {
     for i in 0..400i64 {
         ts += 1;
         shard
-            .handle(ShardRequest::Apply {
+            .handle_sync(ShardRequest::Apply {
                 commit_ts: ts,
                 writes: vec![write(i % 20, Some((Some((i % 7) as i32), "x".repeat(40))))],
             })
@@ -544,13 +546,13 @@ fn recreated_index_recovers_after_its_predecessors_wal_is_gone() {
     drop(shard);
     let shard = open(dir.path());
     shard
-        .handle(ShardRequest::DropIndex { index_id: 10 })
+        .handle_sync(ShardRequest::DropIndex { index_id: 10 })
         .unwrap();
     // Enough unindexed writes that the old WAL segments are flushed and deleted.
     for i in 0..2000i64 {
         ts += 1;
         shard
-            .handle(ShardRequest::Apply {
+            .handle_sync(ShardRequest::Apply {
                 commit_ts: ts,
                 writes: vec![write(1000 + i, Some((None, "y".repeat(60))))],
             })
@@ -558,7 +560,7 @@ fn recreated_index_recovers_after_its_predecessors_wal_is_gone() {
     }
     shard.engine.flush().unwrap();
     shard
-        .handle(ShardRequest::CreateIndex {
+        .handle_sync(ShardRequest::CreateIndex {
             spec: spec_tv(),
             read_ts: ts,
         })

@@ -148,6 +148,8 @@ pub struct Binder<'a> {
     tables: RefCell<HashMap<u32, Arc<TableDef>>>,
     /// `enable_indexscan`: when off, scans never use secondary indexes.
     index_scans: bool,
+    /// The session's settings, for `current_setting(name)` (a constant per statement).
+    settings: HashMap<String, String>,
 }
 
 /// What filter pushdown needs to pick access paths.
@@ -361,7 +363,13 @@ impl<'a> Binder<'a> {
             depth: Cell::new(0),
             tables: RefCell::new(HashMap::new()),
             index_scans: true,
+            settings: HashMap::new(),
         }
+    }
+
+    pub fn with_settings(mut self, settings: HashMap<String, String>) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Whether scans may use secondary indexes (the `enable_indexscan` setting).
@@ -3134,6 +3142,26 @@ impl<'a> Binder<'a> {
                 "{} specified, but {name} is not an aggregate function",
                 if star { "*" } else { "DISTINCT" }
             )));
+        }
+        if name == "current_setting" && (args.len() == 1 || args.len() == 2) {
+            let (setting, _) = self.bind_expr(&args[0], cx)?;
+            let Expr::Literal(Value::Text(setting)) = setting else {
+                return Err(SqlError::unsupported(
+                    "current_setting() with a non-constant name",
+                ));
+            };
+            let missing_ok = match args.get(1) {
+                Some(a) => matches!(self.bind_expr(a, cx)?.0, Expr::Literal(Value::Bool(true))),
+                None => false,
+            };
+            return match self.settings.get(&setting.to_lowercase()) {
+                Some(v) => Ok((Expr::Literal(Value::Text(v.clone())), DataType::Text)),
+                None if missing_ok => Ok((Expr::Literal(Value::Null), DataType::Text)),
+                None => Err(SqlError::new(
+                    sqlstate::UNDEFINED_OBJECT,
+                    format!("unrecognized configuration parameter \"{setting}\""),
+                )),
+            };
         }
         match name.as_str() {
             "coalesce" | "greatest" | "least" => {

@@ -22,6 +22,7 @@ use crate::shard::keys;
 use crate::sql::access;
 use crate::sql::expr::{EvalContext, Expr, SubqueryRunner};
 use crate::sql::plan::{Access, AggCall, AggFunc, IndexAccess, JoinKind, Plan, SetOpKind, SortKey};
+use crate::txn::TxnCtx;
 use crate::txn::coordinator::Coordinator;
 use crate::types::arith::{self, ArithOp};
 use crate::types::cast::{self, CastContext};
@@ -40,6 +41,9 @@ pub struct Executor<'a> {
     pub coord: &'a Coordinator,
     pub placement: &'a Placement,
     pub read_ts: u64,
+    /// The transaction the statement runs in, sent with every read (own intents, READ
+    /// UNCOMMITTED, SERIALIZABLE locks); `None` for a plain snapshot read.
+    pub txn: Option<TxnCtx>,
     pub params: &'a [Value],
     cache: RefCell<HashMap<usize, Rc<Vec<Row>>>>,
     /// Every shard's statistics, fetched on the statement's first system-view scan.
@@ -90,6 +94,7 @@ impl<'a> Executor<'a> {
             coord,
             placement,
             read_ts,
+            txn: None,
             params,
             cache: RefCell::new(HashMap::new()),
             shard_stats: RefCell::new(None),
@@ -100,6 +105,11 @@ impl<'a> Executor<'a> {
 
     /// Bounds the memory the statement's materialized rows may take (the executor does not
     /// stream yet, so this is what keeps one large query from exhausting the server).
+    pub fn with_txn(mut self, txn: Option<TxnCtx>) -> Self {
+        self.txn = txn;
+        self
+    }
+
     pub fn with_mem_limit(mut self, bytes: usize) -> Self {
         self.mem_limit = bytes;
         self
@@ -285,6 +295,7 @@ impl<'a> Executor<'a> {
                     ShardRequest::Get {
                         key: keys::row_key(table_id, &encoded),
                         read_ts: self.read_ts,
+                        txn: self.txn,
                     },
                 )?;
                 let ShardResponse::Row(row) = resp else {
@@ -319,6 +330,7 @@ impl<'a> Executor<'a> {
                                 read_ts: self.read_ts,
                                 limit: SCAN_PAGE,
                                 filter: filter.clone(),
+                                txn: self.txn,
                             }),
                         )?;
                         let ShardResponse::Rows { rows, resume_after } = resp else {
@@ -395,6 +407,7 @@ impl<'a> Executor<'a> {
                             read_ts: self.read_ts,
                             limit: SCAN_PAGE,
                             filter: filter.clone(),
+                            txn: self.txn,
                         }),
                     )?;
                     let ShardResponse::Rows { rows, resume_after } = resp else {

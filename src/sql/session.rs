@@ -4,9 +4,12 @@
 //! [`Session`] is one client connection's state (settings) and runs statements synchronously;
 //! the wire layer calls it on tokio's blocking pool because shard calls (and fsync) block.
 //!
-//! Write statements read the rows they change and commit their write set while holding the
-//! coordinator's write lock, so they are serialized with each other; reads take a fresh snapshot
-//! timestamp per statement and never wait for writers.
+//! Every statement runs in a transaction: the session's open transaction block (BEGIN ...
+//! COMMIT), or an implicit one around the single statement (autocommit). Reads see what the
+//! isolation level says (see [`crate::txn::Isolation`]); writes lock the rows they change,
+//! become intents on the shards, and are committed by the coordinator at COMMIT (one phase on
+//! one shard, two phases across several). After an error inside a block, statements fail with
+//! 25P02 until ROLLBACK (or ROLLBACK TO a savepoint), as in PostgreSQL.
 
 use crate::catalog::{Catalog, IndexDef, Relation, TableDef};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -14,7 +17,8 @@ use crate::id::SnowflakeGenerator;
 use crate::placement::Placement;
 use crate::rpc::ScanRequest;
 use crate::rpc::{
-    LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse, UniqueProbe,
+    KeyState, LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse, TxnWrite,
+    UniqueProbe,
 };
 use crate::shard::{Shard, keys};
 use crate::sql::binder::{
@@ -24,8 +28,9 @@ use crate::sql::executor::{Executor, SCAN_PAGE, encode_pk};
 use crate::sql::expr::EvalContext;
 use crate::storage::{Engine, EngineOptions, SyncMode};
 use crate::txn::clock::HybridClock;
-use crate::txn::coordinator::Coordinator;
+use crate::txn::coordinator::{Coordinator, Txn, Wounds, aborts_transaction};
 use crate::txn::snapshots::Registered;
+use crate::txn::{DeadlockPolicy, Isolation, TxnCtx};
 use crate::types::cast::{self, CastContext};
 use crate::types::format::format_text;
 use crate::types::{DataType, Row, Value, keycode, row};
@@ -47,15 +52,8 @@ pub struct DbOptions {
     pub index_pool_bytes: usize,
     /// Most bytes of materialized rows one statement may hold.
     pub statement_mem_bytes: usize,
-}
-
-/// What a writing statement holds from its first read to its commit: the coordinator's write
-/// lock, a registered read snapshot (so garbage collection keeps what it reads), and an
-/// executor reading at that snapshot.
-struct WriteStatement<'a> {
-    _write: parking_lot::MutexGuard<'a, ()>,
-    _snapshot: Registered,
-    exec: Executor<'a>,
+    /// The `deadlock_policy` sessions start with.
+    pub deadlock_policy: DeadlockPolicy,
 }
 
 pub struct Database {
@@ -64,6 +62,7 @@ pub struct Database {
     pub placement: Placement,
     pub ids: SnowflakeGenerator,
     pub statement_mem_bytes: usize,
+    pub deadlock_policy: DeadlockPolicy,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -72,18 +71,6 @@ struct ClusterFile {
 }
 
 impl Database {
-    fn begin_write<'a>(&'a self, params: &'a [Value]) -> WriteStatement<'a> {
-        let write = self.coordinator.write_guard();
-        let snapshot = self.coordinator.begin_read();
-        let exec = Executor::new(&self.coordinator, &self.placement, snapshot.ts(), params)
-            .with_mem_limit(self.statement_mem_bytes);
-        WriteStatement {
-            _write: write,
-            _snapshot: snapshot,
-            exec,
-        }
-    }
-
     /// Opens (or creates) the data directory, recovers every shard and resolves in-doubt
     /// two-phase commits. Blocking: call from a blocking context.
     pub fn open(opts: &DbOptions) -> SqlResult<Arc<Database>> {
@@ -136,6 +123,14 @@ impl Database {
             Engine::open(&opts.data_dir.join("meta"), engine_opts())
                 .map_err(crate::shard::storage_error)?,
         );
+        let clock = Arc::new(HybridClock::new());
+        clock.observe(meta.max_committed_ts());
+        let wounds = Wounds::new();
+        let txn_opts = crate::shard::TxnOptions {
+            clock: clock.clone(),
+            wounds: wounds.clone(),
+            ..Default::default()
+        };
         let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(shards);
         for i in 0..shards {
             let dir = opts.data_dir.join(format!("shard-{i}"));
@@ -143,16 +138,15 @@ impl Database {
                 pool_bytes: opts.index_pool_bytes / shards,
                 ..Default::default()
             };
-            let shard = Shard::open_with(i, &dir, engine_opts(), index_opts)?;
+            let shard = Shard::open_with(i, &dir, engine_opts(), index_opts, txn_opts.clone())?;
             clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
         }
-        let clock = Arc::new(HybridClock::new());
-        clock.observe(meta.max_committed_ts());
-        let coordinator = Coordinator::new(clients, meta.clone(), clock);
+        let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds);
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
         let db = Database {
             statement_mem_bytes: opts.statement_mem_bytes,
+            deadlock_policy: opts.deadlock_policy,
             catalog,
             coordinator,
             placement: Placement::new(shards),
@@ -267,6 +261,7 @@ impl Database {
                         read_ts,
                         limit: SCAN_PAGE,
                         filter: None,
+                        txn: None,
                     }),
                 )?;
                 let ShardResponse::Rows { rows, resume_after } = resp else {
@@ -395,16 +390,6 @@ fn ensure_current(db: &Database, planned: &TableDef) -> SqlResult<()> {
     }
 }
 
-/// An error raised after a statement's writes committed must not make it run again.
-fn after_commit(e: SqlError) -> SqlError {
-    if is_definition_changed(&e) {
-        let message = format!("the statement's changes were committed, but {}", e.message);
-        SqlError::new(sqlstate::INTERNAL_ERROR, message)
-    } else {
-        e
-    }
-}
-
 /// Errors that mean DDL changed what the statement was planned against: its table's
 /// definition, or an index its plan reads that was dropped meanwhile.
 fn is_definition_changed(e: &SqlError) -> bool {
@@ -436,6 +421,131 @@ pub struct Described {
 pub struct Session {
     db: Arc<Database>,
     settings: HashMap<String, String>,
+    /// The open transaction block, if any (BEGIN ... COMMIT/ROLLBACK).
+    block: Option<Block>,
+    /// The isolation level and access mode of the block whose statement is running (the
+    /// block itself is out of `block` meanwhile).
+    running: Option<(Isolation, bool)>,
+}
+
+/// A transaction block, explicit (BEGIN) or implicit (one autocommit statement).
+struct Block {
+    /// Begun at the block's first statement (so the snapshot and the age are taken then, as
+    /// PostgreSQL takes its snapshot), and gone once rolled back after an error.
+    txn: Option<Txn>,
+    isolation: Isolation,
+    read_only: bool,
+    explicit: bool,
+    /// A statement failed: everything but ROLLBACK (TO SAVEPOINT) fails with 25P02.
+    failed: bool,
+    /// Savepoints, oldest first, with the statement number each was taken after.
+    savepoints: Vec<(String, u32)>,
+    /// A statement other than transaction control ran (SET TRANSACTION must come before).
+    started: bool,
+}
+
+impl Block {
+    fn new(isolation: Isolation, read_only: bool, explicit: bool) -> Block {
+        Block {
+            txn: None,
+            isolation,
+            read_only,
+            explicit,
+            failed: false,
+            savepoints: Vec::new(),
+            started: false,
+        }
+    }
+}
+
+/// The timestamp a statement reads at, what it sends to shards, and the registration that
+/// keeps garbage collection from removing what it reads.
+struct ReadView {
+    read_ts: u64,
+    ctx: Option<TxnCtx>,
+    _registered: Option<Registered>,
+}
+
+fn in_failed_block() -> SqlError {
+    SqlError::new(
+        sqlstate::IN_FAILED_SQL_TRANSACTION,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
+fn serialization_failure() -> SqlError {
+    SqlError::new(
+        sqlstate::SERIALIZATION_FAILURE,
+        "could not serialize access due to concurrent update",
+    )
+    .with_hint("Retry the transaction.")
+}
+
+fn read_only_violation(what: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::READ_ONLY_SQL_TRANSACTION,
+        format!("cannot execute {what} in a read-only transaction"),
+    )
+}
+
+/// `lock_timeout` in milliseconds: a number (ms) or a number with a unit, like PostgreSQL.
+fn parse_duration_ms(name: &str, value: &str) -> SqlResult<u64> {
+    let v = value.trim().to_lowercase();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let bad = || {
+        SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"{name}\": \"{value}\""),
+        )
+        .with_hint("Valid units for this parameter are \"ms\", \"s\", \"min\", \"h\", and \"d\".")
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1.0,
+        "s" => 1e3,
+        "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86400e3,
+        _ => return Err(bad()),
+    };
+    Ok((n * scale).round() as u64)
+}
+
+fn isolation_of(level: &ast::TransactionIsolationLevel) -> SqlResult<Isolation> {
+    use ast::TransactionIsolationLevel as L;
+    Ok(match level {
+        L::ReadUncommitted => Isolation::ReadUncommitted,
+        L::ReadCommitted => Isolation::ReadCommitted,
+        L::RepeatableRead => Isolation::RepeatableRead,
+        L::Serializable => Isolation::Serializable,
+        L::Snapshot => return Err(SqlError::unsupported("isolation level SNAPSHOT")),
+    })
+}
+
+/// The isolation level and access mode a list of transaction modes names.
+fn modes_of(modes: &[ast::TransactionMode]) -> SqlResult<(Option<Isolation>, Option<bool>)> {
+    let mut isolation = None;
+    let mut read_only = None;
+    for m in modes {
+        match m {
+            ast::TransactionMode::IsolationLevel(l) => isolation = Some(isolation_of(l)?),
+            ast::TransactionMode::AccessMode(a) => {
+                read_only = Some(*a == ast::TransactionAccessMode::ReadOnly)
+            }
+        }
+    }
+    Ok((isolation, read_only))
+}
+
+fn invalid_isolation(value: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::INVALID_PARAMETER_VALUE,
+        format!("invalid value for parameter \"transaction_isolation\": \"{value}\""),
+    )
+    .with_hint("Available values: serializable, repeatable read, read committed, read uncommitted.")
 }
 
 const SERVER_VERSION: &str = "15.0 (sharddb 0.1.0)";
@@ -458,10 +568,68 @@ impl Session {
             ("application_name", ""),
             ("enable_indexscan", "on"),
             ("enable_seqscan", "on"),
+            ("lock_timeout", "0"),
+            ("transaction_read_only", "off"),
+            ("default_transaction_read_only", "off"),
         ] {
             settings.insert(k.to_string(), v.to_string());
         }
-        Session { db, settings }
+        settings.insert(
+            "deadlock_policy".to_string(),
+            db.deadlock_policy.to_string(),
+        );
+        Session {
+            db,
+            settings,
+            block: None,
+            running: None,
+        }
+    }
+
+    /// True inside an explicit transaction block; with the second value, a failed one.
+    pub fn transaction_status(&self) -> (bool, bool) {
+        match &self.block {
+            Some(b) if b.explicit => (true, b.failed),
+            _ => (false, false),
+        }
+    }
+
+    /// Settings as `SHOW` and `current_setting` see them: the transaction's own level and
+    /// access mode inside a block.
+    fn effective_settings(&self) -> HashMap<String, String> {
+        let mut settings = self.settings.clone();
+        let (iso, ro) = match (&self.block, self.running) {
+            (Some(b), _) => (b.isolation, b.read_only),
+            (None, Some(running)) => running,
+            (None, None) => (self.default_isolation(), self.default_read_only()),
+        };
+        settings.insert("transaction_isolation".into(), iso.name().into());
+        settings.insert(
+            "transaction_read_only".into(),
+            if ro { "on" } else { "off" }.into(),
+        );
+        settings
+    }
+
+    fn default_isolation(&self) -> Isolation {
+        self.settings
+            .get("default_transaction_isolation")
+            .and_then(|v| Isolation::parse(v))
+            .unwrap_or(Isolation::ReadCommitted)
+    }
+
+    fn default_read_only(&self) -> bool {
+        self.settings
+            .get("default_transaction_read_only")
+            .is_some_and(|v| v == "on")
+    }
+
+    fn binder(&self, param_types: &[Option<DataType>]) -> Binder<'_> {
+        Binder::new(&self.db.catalog, param_types.to_vec())
+            .with_index_scans(
+                self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
+            )
+            .with_settings(self.effective_settings())
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -474,9 +642,7 @@ impl Session {
         stmt: &ast::Statement,
         param_types: &[Option<DataType>],
     ) -> SqlResult<Described> {
-        let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
-            self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
-        );
+        let binder = self.binder(param_types);
         let bound = binder.bind_statement(stmt)?;
         let columns = match &bound {
             Bound::Query { columns, .. } => columns.clone(),
@@ -509,37 +675,382 @@ impl Session {
         param_types: &[Option<DataType>],
         params: &[Value],
     ) -> SqlResult<Outcome> {
-        // A writing statement is bound before it takes the write lock; if DDL changed its
-        // table meanwhile (an index created or dropped), it is bound again against the new
-        // definition — a few times at most, then the client gets 40001 and retries.
+        use ast::Statement as S;
+        match stmt {
+            S::StartTransaction { modes, .. } => return self.begin(modes),
+            S::Commit { .. } => return self.commit(),
+            S::Rollback {
+                savepoint: None, ..
+            } => return Ok(self.rollback()),
+            S::Rollback {
+                savepoint: Some(name),
+                ..
+            } => return self.rollback_to(&name.value),
+            _ => {}
+        }
+        if self.block.as_ref().is_some_and(|b| b.failed) {
+            return Err(in_failed_block());
+        }
+        match stmt {
+            S::Savepoint { name } => return self.savepoint(&name.value),
+            S::ReleaseSavepoint { name } => return self.release(&name.value),
+            S::Set(ast::Set::SetTransaction { modes, session, .. }) => {
+                return self.set_transaction(modes, *session);
+            }
+            _ => {}
+        }
+        match self.block.take() {
+            Some(mut block) => {
+                block.started = true;
+                self.running = Some((block.isolation, block.read_only));
+                let result = self.run_statement(stmt, param_types, params, &mut block);
+                self.running = None;
+                if let Err(e) = &result {
+                    self.fail(&mut block, e);
+                }
+                self.block = Some(block);
+                result
+            }
+            None => {
+                let mut block =
+                    Block::new(self.default_isolation(), self.default_read_only(), false);
+                self.running = Some((block.isolation, block.read_only));
+                let result = self.run_statement(stmt, param_types, params, &mut block);
+                self.running = None;
+                match (result, block.txn.take()) {
+                    (Ok(outcome), Some(txn)) => {
+                        self.db.coordinator.commit_txn(txn)?;
+                        Ok(outcome)
+                    }
+                    (Err(e), Some(txn)) => {
+                        self.db.coordinator.rollback(txn);
+                        Err(e)
+                    }
+                    (result, None) => result,
+                }
+            }
+        }
+    }
+
+    /// A statement failed before it reached [`Session::execute`] (it did not parse).
+    pub fn statement_failed(&mut self, e: &SqlError) {
+        if let Some(mut block) = self.block.take() {
+            self.fail(&mut block, e);
+            self.block = Some(block);
+        }
+    }
+
+    /// A statement of `block` failed: the block is failed; its transaction is rolled back at
+    /// once (releasing its locks) unless a savepoint may still bring it back.
+    fn fail(&self, block: &mut Block, e: &SqlError) {
+        block.failed = true;
+        if aborts_transaction(e) {
+            block.savepoints.clear();
+        }
+        if block.savepoints.is_empty()
+            && let Some(txn) = block.txn.take()
+        {
+            self.db.coordinator.rollback(txn);
+        }
+    }
+
+    fn begin(&mut self, modes: &[ast::TransactionMode]) -> SqlResult<Outcome> {
+        let (isolation, read_only) = modes_of(modes)?;
+        match &mut self.block {
+            // PostgreSQL warns and carries on.
+            Some(b) => {
+                if !b.started {
+                    if let Some(i) = isolation {
+                        b.isolation = i;
+                    }
+                    if let Some(r) = read_only {
+                        b.read_only = r;
+                    }
+                }
+            }
+            None => {
+                self.block = Some(Block::new(
+                    isolation.unwrap_or_else(|| self.default_isolation()),
+                    read_only.unwrap_or_else(|| self.default_read_only()),
+                    true,
+                ));
+            }
+        }
+        Ok(Outcome::Command {
+            tag: "BEGIN".into(),
+        })
+    }
+
+    fn commit(&mut self) -> SqlResult<Outcome> {
+        let Some(mut block) = self.block.take() else {
+            // Outside a block PostgreSQL warns and does nothing.
+            return Ok(Outcome::Command {
+                tag: "COMMIT".into(),
+            });
+        };
+        if block.failed {
+            if let Some(txn) = block.txn.take() {
+                self.db.coordinator.rollback(txn);
+            }
+            return Ok(Outcome::Command {
+                tag: "ROLLBACK".into(),
+            });
+        }
+        if let Some(txn) = block.txn.take() {
+            self.db.coordinator.commit_txn(txn)?;
+        }
+        Ok(Outcome::Command {
+            tag: "COMMIT".into(),
+        })
+    }
+
+    fn rollback(&mut self) -> Outcome {
+        if let Some(mut block) = self.block.take()
+            && let Some(txn) = block.txn.take()
+        {
+            self.db.coordinator.rollback(txn);
+        }
+        Outcome::Command {
+            tag: "ROLLBACK".into(),
+        }
+    }
+
+    fn explicit_block(&mut self, what: &str) -> SqlResult<&mut Block> {
+        match &mut self.block {
+            Some(b) if b.explicit => Ok(b),
+            _ => Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                format!("{what} can only be used in transaction blocks"),
+            )),
+        }
+    }
+
+    fn savepoint(&mut self, name: &str) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        let (iso, ro) = {
+            let b = self.explicit_block("SAVEPOINT")?;
+            (b.isolation, b.read_only)
+        };
+        let policy = self.policy();
+        let timeout = self.lock_timeout_ms();
+        let b = self.explicit_block("SAVEPOINT")?;
+        let txn = b
+            .txn
+            .get_or_insert_with(|| db.coordinator.begin(iso, policy, timeout, ro));
+        let seq = txn.seq();
+        b.started = true;
+        b.savepoints.push((name.to_lowercase(), seq));
+        Ok(Outcome::Command {
+            tag: "SAVEPOINT".into(),
+        })
+    }
+
+    fn find_savepoint(b: &Block, name: &str) -> SqlResult<usize> {
+        let name = name.to_lowercase();
+        b.savepoints
+            .iter()
+            .rposition(|(n, _)| *n == name)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INVALID_SAVEPOINT_SPECIFICATION,
+                    format!("savepoint \"{name}\" does not exist"),
+                )
+            })
+    }
+
+    fn release(&mut self, name: &str) -> SqlResult<Outcome> {
+        let b = self.explicit_block("RELEASE SAVEPOINT")?;
+        let at = Self::find_savepoint(b, name)?;
+        b.savepoints.truncate(at);
+        Ok(Outcome::Command {
+            tag: "RELEASE".into(),
+        })
+    }
+
+    fn rollback_to(&mut self, name: &str) -> SqlResult<Outcome> {
+        let db = self.db.clone();
+        let b = self.explicit_block("ROLLBACK TO SAVEPOINT")?;
+        let at = match Self::find_savepoint(b, name) {
+            Ok(at) => at,
+            Err(e) if b.failed && b.txn.is_none() => {
+                // The whole transaction is gone (it was aborted to prevent a deadlock).
+                return Err(in_failed_block().with_detail(e.message));
+            }
+            Err(e) => return Err(e),
+        };
+        let seq = b.savepoints[at].1;
+        if let Some(txn) = b.txn.as_mut() {
+            db.coordinator.check_wounded(txn)?;
+            db.coordinator.rollback_to(txn, seq)?;
+        }
+        b.savepoints.truncate(at + 1);
+        b.failed = false;
+        Ok(Outcome::Command {
+            tag: "ROLLBACK".into(),
+        })
+    }
+
+    fn set_transaction(
+        &mut self,
+        modes: &[ast::TransactionMode],
+        session: bool,
+    ) -> SqlResult<Outcome> {
+        let (isolation, read_only) = modes_of(modes)?;
+        if session {
+            if let Some(i) = isolation {
+                self.settings
+                    .insert("default_transaction_isolation".into(), i.name().into());
+            }
+            if let Some(r) = read_only {
+                self.settings.insert(
+                    "default_transaction_read_only".into(),
+                    if r { "on" } else { "off" }.into(),
+                );
+            }
+        } else if let Some(b) = self.block.as_mut().filter(|b| b.explicit) {
+            if b.started && isolation.is_some_and(|i| i != b.isolation) {
+                return Err(SqlError::new(
+                    sqlstate::ACTIVE_SQL_TRANSACTION,
+                    "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                ));
+            }
+            if let Some(i) = isolation {
+                b.isolation = i;
+            }
+            if let Some(r) = read_only {
+                b.read_only = r;
+            }
+        }
+        // Outside a block PostgreSQL warns that it has no effect.
+        Ok(Outcome::Command { tag: "SET".into() })
+    }
+
+    fn policy(&self) -> DeadlockPolicy {
+        self.settings
+            .get("deadlock_policy")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(self.db.deadlock_policy)
+    }
+
+    fn lock_timeout_ms(&self) -> u64 {
+        self.settings
+            .get("lock_timeout")
+            .and_then(|v| parse_duration_ms("lock_timeout", v).ok())
+            .unwrap_or(0)
+    }
+
+    /// The block's transaction, begun now if this is its first statement that needs one.
+    fn txn<'b>(&self, block: &'b mut Block) -> SqlResult<&'b mut Txn> {
+        let db = &self.db;
+        let txn = match &mut block.txn {
+            Some(t) => t,
+            slot => slot.insert(db.coordinator.begin(
+                block.isolation,
+                self.policy(),
+                self.lock_timeout_ms(),
+                block.read_only,
+            )),
+        };
+        db.coordinator.check_wounded(txn)?;
+        Ok(txn)
+    }
+
+    /// Where a statement of `block` reads (see [`Isolation`]).
+    fn read_view(&self, block: &mut Block) -> SqlResult<ReadView> {
+        let coord = &self.db.coordinator;
+        // A lone snapshot read needs no transaction: nothing to lock, nothing of its own.
+        let plain = !block.explicit
+            && block.txn.is_none()
+            && matches!(
+                block.isolation,
+                Isolation::ReadCommitted | Isolation::RepeatableRead
+            );
+        if plain {
+            let registered = coord.begin_read();
+            return Ok(ReadView {
+                read_ts: registered.ts(),
+                ctx: None,
+                _registered: Some(registered),
+            });
+        }
+        let txn = self.txn(block)?;
+        txn.next_statement();
+        let ctx = Some(txn.ctx());
+        Ok(match txn.isolation {
+            Isolation::RepeatableRead => ReadView {
+                read_ts: txn.start_ts(),
+                ctx,
+                _registered: None,
+            },
+            _ => {
+                let registered = coord.begin_read();
+                ReadView {
+                    read_ts: registered.ts(),
+                    ctx,
+                    _registered: Some(registered),
+                }
+            }
+        })
+    }
+
+    /// Binds and runs one statement in `block`. A writing statement is bound before it holds
+    /// the DDL gate; if DDL changed its table meanwhile it is bound again against the new
+    /// definition — a few times at most, then the client gets 40001 and retries.
+    fn run_statement(
+        &mut self,
+        stmt: &ast::Statement,
+        param_types: &[Option<DataType>],
+        params: &[Value],
+        block: &mut Block,
+    ) -> SqlResult<Outcome> {
         let mut attempts = 0;
         loop {
-            let binder = Binder::new(&self.db.catalog, param_types.to_vec()).with_index_scans(
-                self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
-            );
-            let bound = binder.bind_statement(stmt)?;
-            match self.run_bound(bound, params) {
+            let bound = self.binder(param_types).bind_statement(stmt)?;
+            match self.run_bound(bound, params, block) {
                 Err(e) if is_definition_changed(&e) && attempts < 3 => attempts += 1,
                 other => return other,
             }
         }
     }
 
-    fn run_bound(&mut self, bound: Bound, params: &[Value]) -> SqlResult<Outcome> {
+    fn run_bound(
+        &mut self,
+        bound: Bound,
+        params: &[Value],
+        block: &mut Block,
+    ) -> SqlResult<Outcome> {
         let db = self.db.clone();
+        let ddl = match &bound {
+            Bound::CreateIndex { .. } => Some("CREATE INDEX"),
+            Bound::DropIndexes { .. } => Some("DROP INDEX"),
+            Bound::DropTables { views: false, .. } => Some("DROP TABLE"),
+            _ => None,
+        };
+        if let Some(what) = ddl
+            && block.explicit
+        {
+            // It would wait for every writing transaction to end, this one included.
+            return Err(SqlError::new(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                format!("{what} cannot run inside a transaction block"),
+            )
+            .with_hint(
+                "sharddb runs index and table removal DDL outside transactions; COMMIT first.",
+            ));
+        }
         match bound {
             Bound::Query { plan, columns } => {
-                let snapshot = db.coordinator.begin_read();
-                let read_ts = snapshot.ts();
-                let exec = Executor::new(&db.coordinator, &db.placement, read_ts, params)
+                let view = self.read_view(block)?;
+                let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+                    .with_txn(view.ctx)
                     .with_mem_limit(db.statement_mem_bytes);
                 let rows = exec.run(&plan, &[])?;
                 let tag = format!("SELECT {}", rows.len());
                 Ok(Outcome::Rows { columns, rows, tag })
             }
-            Bound::Insert(p) => self.insert(p, params),
-            Bound::Update(p) => self.update(p, params),
-            Bound::Delete(p) => self.delete(p, params),
+            Bound::Insert(p) => self.insert(p, params, block),
+            Bound::Update(p) => self.update(p, params, block),
+            Bound::Delete(p) => self.delete(p, params, block),
             Bound::CreateTable { def, if_not_exists } => {
                 // The table is new, so its (empty) indexes are built at any snapshot.
                 let build = |t: &TableDef| -> SqlResult<()> {
@@ -707,13 +1218,44 @@ impl Session {
             }),
             Bound::Set { name, value } => {
                 let name = name.to_lowercase();
-                if name == "transaction_isolation" || name == "default_transaction_isolation" {
-                    let v = value.to_lowercase();
-                    if v != "read committed" {
-                        return Err(SqlError::unsupported(format!(
-                            "isolation level {v} (transactions come with their own issue)"
-                        )));
+                match name.as_str() {
+                    "transaction_isolation" => {
+                        let i =
+                            Isolation::parse(&value).ok_or_else(|| invalid_isolation(&value))?;
+                        if block.explicit {
+                            if block.started && i != block.isolation {
+                                return Err(SqlError::new(
+                                    sqlstate::ACTIVE_SQL_TRANSACTION,
+                                    "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                                ));
+                            }
+                            block.isolation = i;
+                        }
+                        return Ok(Outcome::Command { tag: "SET".into() });
                     }
+                    "default_transaction_isolation" => {
+                        let i =
+                            Isolation::parse(&value).ok_or_else(|| invalid_isolation(&value))?;
+                        self.settings.insert(name, i.name().into());
+                        return Ok(Outcome::Command { tag: "SET".into() });
+                    }
+                    "deadlock_policy" => {
+                        let p: DeadlockPolicy = value.parse().map_err(|_| {
+                            SqlError::new(
+                                sqlstate::INVALID_PARAMETER_VALUE,
+                                format!(
+                                    "invalid value for parameter \"deadlock_policy\": \"{value}\""
+                                ),
+                            )
+                            .with_hint("Available values: wait_die, wound_wait.")
+                        })?;
+                        self.settings.insert(name, p.to_string());
+                        return Ok(Outcome::Command { tag: "SET".into() });
+                    }
+                    "lock_timeout" => {
+                        parse_duration_ms(&name, &value)?;
+                    }
+                    _ => {}
                 }
                 let value = if BOOL_SETTINGS.contains(&name.as_str()) {
                     parse_bool_setting(&name, &value)?.to_string()
@@ -725,8 +1267,9 @@ impl Session {
             }
             Bound::Show { name } => {
                 let key = name.to_lowercase();
+                let settings = self.effective_settings();
                 if key == "all" {
-                    let mut all: Vec<(&String, &String)> = self.settings.iter().collect();
+                    let mut all: Vec<(&String, &String)> = settings.iter().collect();
                     all.sort();
                     let rows: Vec<Row> = all
                         .into_iter()
@@ -747,7 +1290,7 @@ impl Session {
                         rows,
                     });
                 }
-                let value = self.settings.get(&key).cloned().ok_or_else(|| {
+                let value = settings.get(&key).cloned().ok_or_else(|| {
                     SqlError::new(
                         sqlstate::UNDEFINED_OBJECT,
                         format!("unrecognized configuration parameter \"{name}\""),
@@ -762,10 +1305,10 @@ impl Session {
                     tag: "SHOW".into(),
                 })
             }
-            Bound::Begin => Err(SqlError::unsupported(
-                "transaction blocks (BEGIN/START TRANSACTION); every statement commits on its own",
-            )),
-            // Outside a transaction block PostgreSQL accepts these with a warning.
+            // Transaction control is handled before binding (see `execute`).
+            Bound::Begin => Ok(Outcome::Command {
+                tag: "BEGIN".into(),
+            }),
             Bound::Commit => Ok(Outcome::Command {
                 tag: "COMMIT".into(),
             }),
@@ -804,16 +1347,37 @@ impl Session {
         }
     }
 
-    fn insert(&mut self, p: InsertPlan, params: &[Value]) -> SqlResult<Outcome> {
+    /// What every writing statement does first: a transaction that may write, the DDL gate
+    /// held (so the table's definition stays put), and the definition checked.
+    fn begin_writing<'b>(
+        &self,
+        block: &'b mut Block,
+        what: &str,
+        table: &TableDef,
+    ) -> SqlResult<&'b mut Txn> {
+        if block.read_only {
+            return Err(read_only_violation(what));
+        }
+        let txn = self.txn(block)?;
+        self.db.coordinator.enter_writing(txn);
+        ensure_current(&self.db, table)?;
+        Ok(txn)
+    }
+
+    fn insert(&mut self, p: InsertPlan, params: &[Value], block: &mut Block) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let statement = db.begin_write(params);
-        ensure_current(&db, &p.table)?;
-        let exec = &statement.exec;
+        self.begin_writing(block, "INSERT", &p.table)?;
+        let view = self.read_view(block)?;
+        let txn = block.txn.as_mut().expect("begun by begin_writing");
+        let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+            .with_txn(view.ctx)
+            .with_mem_limit(db.statement_mem_bytes);
         let source = exec.run(&p.source, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
-        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
+        let mut positions: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut new_keys: HashSet<Vec<u8>> = HashSet::new();
         let mut inserted = Vec::with_capacity(source.len());
         for src in source {
@@ -836,40 +1400,45 @@ impl Session {
             }
             check_not_null(table, &row)?;
             let pk = encode_pk(&row, &table.primary_key, &types);
-            if !new_keys.insert(pk.clone()) || self.key_exists(table, &pk, exec.read_ts)? {
+            if !new_keys.insert(pk.clone()) {
                 return Err(duplicate_key(table, &row));
             }
             let shard = db.placement.shard_for_key(&pk);
             let mut value = Vec::with_capacity(64);
             row::encode_row(&row, &mut value);
-            writes.entry(shard).or_default().push(RowWrite {
+            writes.entry(shard).or_default().push(TxnWrite {
                 key: keys::row_key(table.id, &pk),
                 value: Some(value),
+                must_not_exist: true,
             });
+            positions.entry(shard).or_default().push(inserted.len());
             inserted.push(row);
         }
         let own: HashSet<Vec<u8>> = new_keys
             .iter()
             .map(|pk| keys::row_key(table.id, pk))
             .collect();
-        self.check_unique_indexes(table, &inserted, &own, None)?;
-        db.coordinator.commit(writes)?;
+        self.check_unique_indexes(txn, table, &inserted, &own, None)?;
+        let dups = db.coordinator.write(txn, writes)?;
+        if let Some((shard, d)) = dups.first() {
+            let ri = positions[shard][d[0]];
+            return Err(duplicate_key(table, &inserted[ri]));
+        }
         let tag = format!("INSERT 0 {}", inserted.len());
-        self.returning_outcome(p.returning, &inserted, params, tag, exec)
-            .map_err(after_commit)
+        self.returning_outcome(p.returning, &inserted, params, tag, &exec)
     }
 
-    /// Unique indexes: no two rows of `rows` (the statement's new row versions) and no stored
-    /// row outside the statement may hold the same non-NULL key. Stored rows are probed with
-    /// one `UniqueCheck` per index per shard; hits on `own` engine keys (rows this statement
-    /// rewrites or writes) are ignored because their new values are among `rows`. With
-    /// `changed` (an UPDATE's assigned columns), indexes none of whose columns change are
-    /// skipped: each row keeps the key it already held uniquely.
-    ///
-    /// Safe against concurrent writers because writing statements hold the coordinator's
-    /// write lock from their first read to their commit.
+    /// Unique indexes: no two rows of `rows` (the statement's new row versions) and no other
+    /// row may hold the same non-NULL key. Each probed value is locked exclusively on every
+    /// shard first (so a concurrent insert of the same value waits for this transaction to
+    /// end), then probed against the newest committed rows and this transaction's own writes;
+    /// hits on `own` engine keys (rows this statement rewrites or writes) are ignored because
+    /// their new values are among `rows`. With `changed` (an UPDATE's assigned columns),
+    /// indexes none of whose columns change are skipped: each row keeps the key it already
+    /// held uniquely.
     fn check_unique_indexes(
         &self,
+        txn: &mut Txn,
         table: &TableDef,
         rows: &[Row],
         own: &HashSet<Vec<u8>>,
@@ -877,6 +1446,7 @@ impl Session {
     ) -> SqlResult<()> {
         const PROBE_BATCH: usize = 4096;
         let db = &self.db;
+        let ctx = txn.ctx();
         for index in table.secondary_indexes().filter(|i| i.unique) {
             let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
             if let Some(changed) = changed
@@ -917,11 +1487,13 @@ impl Session {
             }
             for (chunk_no, chunk) in probes.chunks(PROBE_BATCH).enumerate() {
                 for shard in 0..db.placement.shard_count() {
-                    let resp = db.coordinator.call(
+                    let resp = db.coordinator.call_txn(
+                        txn,
                         shard,
                         ShardRequest::UniqueCheck {
                             index_id: index.id,
                             probes: chunk.to_vec(),
+                            txn: Some(ctx),
                         },
                     )?;
                     let ShardResponse::UniqueHits(hits) = resp else {
@@ -941,26 +1513,63 @@ impl Session {
         Ok(())
     }
 
-    fn key_exists(&self, table: &TableDef, pk: &[u8], read_ts: u64) -> SqlResult<bool> {
-        let shard = self.db.placement.shard_for_key(pk);
-        match self.db.coordinator.call(
-            shard,
-            ShardRequest::Get {
-                key: keys::row_key(table.id, pk),
-                read_ts,
-            },
-        )? {
-            ShardResponse::Row(r) => Ok(r.is_some()),
-            _ => Err(SqlError::internal("unexpected shard response to Get")),
+    /// Reads the rows a statement changes and locks them. At READ COMMITTED a row changed
+    /// after the statement's snapshot makes the statement start over with a new snapshot
+    /// (keeping the locks it has, so the second look is final); at REPEATABLE READ it fails
+    /// with 40001 (first updater wins); under SERIALIZABLE the shared locks the scan took
+    /// already kept the rows still.
+    fn locked_rows(
+        &self,
+        block: &mut Block,
+        table: &TableDef,
+        scan: &crate::sql::plan::Plan,
+        params: &[Value],
+    ) -> SqlResult<(Vec<Row>, ReadView)> {
+        let db = &self.db;
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
+        let mut attempts = 0;
+        loop {
+            let view = self.read_view(block)?;
+            let txn = block.txn.as_mut().expect("begun by begin_writing");
+            let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+                .with_txn(view.ctx)
+                .with_mem_limit(db.statement_mem_bytes);
+            let rows = exec.run(scan, &[])?;
+            let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+            for r in &rows {
+                let pk = encode_pk(r, &table.primary_key, &types);
+                by_shard
+                    .entry(db.placement.shard_for_key(&pk))
+                    .or_default()
+                    .push(keys::row_key(table.id, &pk));
+            }
+            let states = db.coordinator.lock_rows(txn, by_shard)?;
+            let changed = states
+                .values()
+                .flatten()
+                .any(|s| matches!(s, KeyState::Committed { ts, .. } if *ts > view.read_ts));
+            if !changed || txn.isolation == Isolation::Serializable {
+                return Ok((rows, view));
+            }
+            if txn.isolation == Isolation::RepeatableRead {
+                return Err(serialization_failure());
+            }
+            attempts += 1;
+            if attempts > 100 {
+                return Err(serialization_failure()
+                    .with_detail("The rows kept changing under a READ COMMITTED statement."));
+            }
         }
     }
 
-    fn update(&mut self, p: UpdatePlan, params: &[Value]) -> SqlResult<Outcome> {
+    fn update(&mut self, p: UpdatePlan, params: &[Value], block: &mut Block) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let statement = db.begin_write(params);
-        ensure_current(&db, &p.table)?;
-        let exec = &statement.exec;
-        let old_rows = exec.run(&p.scan, &[])?;
+        self.begin_writing(block, "UPDATE", &p.table)?;
+        let (old_rows, view) = self.locked_rows(block, &p.table, &p.scan, params)?;
+        let txn = block.txn.as_mut().expect("begun by begin_writing");
+        let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+            .with_txn(view.ctx)
+            .with_mem_limit(db.statement_mem_bytes);
         let ctx = exec.ctx(&[]);
         let table = &p.table;
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
@@ -976,16 +1585,12 @@ impl Session {
             new_rows.push(new);
         }
         // A new key conflicts if two rows of this statement take it, or a row outside the
-        // statement holds it. Keys vacated by moved rows and not retaken are deleted.
+        // statement holds it (the shard checks that once it holds the key's lock). Keys
+        // vacated by moved rows and not retaken are deleted.
         let mut new_keys: HashSet<Vec<u8>> = HashSet::new();
-        for (old, new) in old_rows.iter().zip(&new_rows) {
-            let ok = encode_pk(old, &table.primary_key, &types);
+        for new in &new_rows {
             let nk = encode_pk(new, &table.primary_key, &types);
-            if !new_keys.insert(nk.clone())
-                || (ok != nk
-                    && !old_keys.contains(&nk)
-                    && self.key_exists(table, &nk, exec.read_ts)?)
-            {
+            if !new_keys.insert(nk) {
                 return Err(duplicate_key(table, new));
             }
         }
@@ -995,58 +1600,65 @@ impl Session {
             .map(|pk| keys::row_key(table.id, pk))
             .collect();
         let assigned: Vec<usize> = p.assignments.iter().map(|(c, _)| *c).collect();
-        self.check_unique_indexes(table, &new_rows, &own, Some(&assigned))?;
-        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        self.check_unique_indexes(txn, table, &new_rows, &own, Some(&assigned))?;
+        let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
+        let mut positions: BTreeMap<usize, Vec<Option<usize>>> = BTreeMap::new();
         for ok in old_keys.iter().filter(|k| !new_keys.contains(*k)) {
-            writes
-                .entry(db.placement.shard_for_key(ok))
-                .or_default()
-                .push(RowWrite {
-                    key: keys::row_key(table.id, ok),
-                    value: None,
-                });
+            let shard = db.placement.shard_for_key(ok);
+            writes.entry(shard).or_default().push(TxnWrite {
+                key: keys::row_key(table.id, ok),
+                value: None,
+                must_not_exist: false,
+            });
+            positions.entry(shard).or_default().push(None);
         }
-        for new in &new_rows {
+        for (ri, new) in new_rows.iter().enumerate() {
             let nk = encode_pk(new, &table.primary_key, &types);
             let mut value = Vec::with_capacity(64);
             row::encode_row(new, &mut value);
-            writes
-                .entry(db.placement.shard_for_key(&nk))
-                .or_default()
-                .push(RowWrite {
-                    key: keys::row_key(table.id, &nk),
-                    value: Some(value),
-                });
+            let shard = db.placement.shard_for_key(&nk);
+            writes.entry(shard).or_default().push(TxnWrite {
+                key: keys::row_key(table.id, &nk),
+                value: Some(value),
+                must_not_exist: !old_keys.contains(&nk),
+            });
+            positions.entry(shard).or_default().push(Some(ri));
         }
-        db.coordinator.commit(writes)?;
+        let dups = db.coordinator.write(txn, writes)?;
+        if let Some((shard, d)) = dups.first()
+            && let Some(ri) = positions[shard][d[0]]
+        {
+            return Err(duplicate_key(table, &new_rows[ri]));
+        }
         let tag = format!("UPDATE {}", new_rows.len());
-        self.returning_outcome(p.returning, &new_rows, params, tag, exec)
-            .map_err(after_commit)
+        self.returning_outcome(p.returning, &new_rows, params, tag, &exec)
     }
 
-    fn delete(&mut self, p: DeletePlan, params: &[Value]) -> SqlResult<Outcome> {
+    fn delete(&mut self, p: DeletePlan, params: &[Value], block: &mut Block) -> SqlResult<Outcome> {
         let db = self.db.clone();
-        let statement = db.begin_write(params);
-        ensure_current(&db, &p.table)?;
-        let exec = &statement.exec;
-        let rows = exec.run(&p.scan, &[])?;
+        self.begin_writing(block, "DELETE", &p.table)?;
+        let (rows, view) = self.locked_rows(block, &p.table, &p.scan, params)?;
+        let txn = block.txn.as_mut().expect("begun by begin_writing");
+        let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+            .with_txn(view.ctx)
+            .with_mem_limit(db.statement_mem_bytes);
         let table = &p.table;
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
-        let mut writes: BTreeMap<usize, Vec<RowWrite>> = BTreeMap::new();
+        let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
         for r in &rows {
             let pk = encode_pk(r, &table.primary_key, &types);
             writes
                 .entry(db.placement.shard_for_key(&pk))
                 .or_default()
-                .push(RowWrite {
+                .push(TxnWrite {
                     key: keys::row_key(table.id, &pk),
                     value: None,
+                    must_not_exist: false,
                 });
         }
-        db.coordinator.commit(writes)?;
+        db.coordinator.write(txn, writes)?;
         let tag = format!("DELETE {}", rows.len());
-        self.returning_outcome(p.returning, &rows, params, tag, exec)
-            .map_err(after_commit)
+        self.returning_outcome(p.returning, &rows, params, tag, &exec)
     }
 
     /// Deletes a dropped table's rows, shard by shard, a page at a time.

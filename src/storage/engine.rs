@@ -809,6 +809,18 @@ impl Engine {
     /// The value of `key` as of `read_ts`: the newest version with `ts <= read_ts`, `None` if
     /// there is none or it is a tombstone.
     pub fn get(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_versioned(key, read_ts)?.and_then(|(_, v)| v))
+    }
+
+    /// The newest version of `key` with `ts <= read_ts` and its commit timestamp: `Some((ts,
+    /// None))` for a tombstone, `None` if there is no version (or garbage collection removed
+    /// it, which only happens below the GC watermark). Writers use it to tell whether a key
+    /// changed after their snapshot.
+    pub fn get_versioned(
+        &self,
+        key: &[u8],
+        read_ts: u64,
+    ) -> Result<Option<(u64, Option<Vec<u8>>)>> {
         let (snap_seq, c) = self.inner.snapshot();
         type Found = Option<(u64, Option<Vec<u8>>)>;
         // Strictly newer only: on a timestamp tie the source consulted first (newer) wins.
@@ -842,7 +854,7 @@ impl Engine {
                 consider(&mut best, t.get(key, read_ts)?);
             }
         }
-        Ok(best.and_then(|(_, v)| v))
+        Ok(best)
     }
 
     /// Live entries with keys within `start`/`end`, ascending, each at its newest version

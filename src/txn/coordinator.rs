@@ -1,26 +1,49 @@
-//! Commit protocol for a write set spread over shards.
+//! A transaction's life across shards, and the commit protocol.
+//!
+//! A transaction ([`Txn`]) gets a Snowflake id at `begin` (unique across shards and ordered by
+//! start, so it doubles as the age wait-die and wound-wait compare) and a registered start
+//! timestamp (its snapshot at REPEATABLE READ; it also holds back the GC watermark while the
+//! transaction lives). Its reads and writes go to shards with a [`TxnCtx`]; writes become
+//! intents on the shards, under exclusive locks, and nothing is durable until commit:
 //!
 //! ```text
-//!  one shard:   Apply(commit_ts, writes)                      -- one WAL record, fsync
-//!  N shards:    Prepare(txid, writes) on each                  -- durable, invisible
-//!               decision log: txid -> commit_ts (fsync)        -- the commit point
-//!               Commit(txid, commit_ts) on each                -- visible
+//!  wrote on no shard:   ReleaseTxn on each shard it read-locked
+//!  wrote on one shard:  CommitTxn                                  -- one WAL record, fsync
+//!  wrote on several:    PrepareTxn on each                         -- durable, locks kept
+//!                       decision log: txid -> commit_ts (fsync)    -- the commit point
+//!                       Commit(txid, commit_ts) on each            -- visible, locks released
 //! ```
-//! Presumed abort: a prepared transaction with no decision record is aborted at recovery. If any
-//! prepare fails, the coordinator aborts the prepared shards and reports the error; nothing of
-//! the statement becomes visible. If a commit message fails after the decision, the decision
-//! stands and recovery (or a retry) finishes it — the statement was acknowledged only after the
-//! decision was durable.
+//! Presumed abort: a prepared transaction with no decision record is aborted at recovery. If
+//! any prepare fails, the coordinator aborts everywhere and reports the error. If a commit
+//! message fails after the decision, the decision stands and recovery (or a retry) finishes
+//! it — the client is answered only after the decision is durable. The commit timestamp is
+//! drawn after every prepare answered (and past every shard's clock they report), so it is
+//! above the moment each shard began making readers wait for the outcome.
+//!
+//! Wounds: a shard whose lock manager decides that an older transaction wounds a younger one
+//! reports it here ([`Wounds`]); the coordinator marks the victim and aborts it on every shard
+//! (except where it is already prepared or committing — then the older one simply waits). The
+//! victim's session learns it at its next statement or at commit.
+//!
+//! DDL that must see no open writer (CREATE INDEX, DROP) takes the DDL gate exclusively; a
+//! writing transaction holds it shared from its first write to its end.
 
-use crate::error::{SqlError, SqlResult};
-use crate::rpc::{RowWrite, ShardClient, ShardRequest, ShardResponse};
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::id::SnowflakeGenerator;
+use crate::rpc::{KeyState, RowWrite, ShardClient, ShardRequest, ShardResponse, TxnWrite};
 use crate::shard::storage_error;
 use crate::storage::{Engine, WriteBatch, WriteOp};
 use crate::txn::clock::HybridClock;
+use crate::txn::locks::WoundSink;
 use crate::txn::snapshots::{Registered, SnapshotRegistry};
-use std::collections::BTreeMap;
+use crate::txn::{DeadlockPolicy, Isolation, TxnCtx};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::runtime::Handle;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 const DECISION_PREFIX: &[u8] = b"x/commit/";
 /// Shards learn a new GC watermark after this many commits.
@@ -31,10 +54,140 @@ pub struct Coordinator {
     meta: Arc<Engine>,
     clock: Arc<HybridClock>,
     next_txid: std::sync::atomic::AtomicU64,
-    /// Writing statements run one at a time (read-modify-write without row locks yet).
-    write_lock: parking_lot::Mutex<()>,
+    /// Held shared by writing transactions, exclusively by DDL that needs no open writer.
+    ddl_gate: Arc<RwLock<()>>,
     snapshots: Arc<SnapshotRegistry>,
     commits: std::sync::atomic::AtomicU64,
+    txids: SnowflakeGenerator,
+    registry: Arc<Registry>,
+}
+
+/// What the coordinator knows of each live transaction (the `sharddb_transactions` view).
+pub struct TxnInfo {
+    pub txid: u64,
+    pub isolation: Isolation,
+    pub policy: DeadlockPolicy,
+    pub started: Instant,
+    /// 0, or the older transaction that wounded this one.
+    wounded_by: AtomicU64,
+    state: Mutex<TxnState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TxnState {
+    /// `active`, `preparing`, `committing` (decision durable), `aborting`.
+    pub phase: &'static str,
+    pub shards: Vec<usize>,
+    pub written: Vec<usize>,
+    /// `1PC` or `2PC` once the commit protocol is chosen.
+    pub protocol: Option<&'static str>,
+}
+
+impl TxnInfo {
+    pub fn wounded_by(&self) -> Option<u64> {
+        match self.wounded_by.load(Ordering::Acquire) {
+            0 => None,
+            by => Some(by),
+        }
+    }
+
+    pub fn state(&self) -> TxnState {
+        self.state.lock().clone()
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    live: Mutex<HashMap<u64, Arc<TxnInfo>>>,
+}
+
+impl Registry {
+    pub fn list(&self) -> Vec<Arc<TxnInfo>> {
+        let mut v: Vec<Arc<TxnInfo>> = self.live.lock().values().cloned().collect();
+        v.sort_by_key(|t| t.txid);
+        v
+    }
+}
+
+/// The shards' way to report a wound: queued to a task that aborts the victim everywhere
+/// (a lock manager must not block on it).
+pub struct Wounds {
+    tx: tokio::sync::mpsc::UnboundedSender<(u64, u64)>,
+    rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(u64, u64)>>>,
+}
+
+impl Wounds {
+    pub fn new() -> Arc<Wounds> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Arc::new(Wounds {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        })
+    }
+}
+
+impl WoundSink for Wounds {
+    fn wound(&self, victim: u64, by: u64) {
+        let _ = self.tx.send((victim, by));
+    }
+}
+
+/// One transaction, owned by its session.
+pub struct Txn {
+    pub id: u64,
+    pub isolation: Isolation,
+    pub policy: DeadlockPolicy,
+    pub lock_timeout_ms: u64,
+    pub read_only: bool,
+    seq: u32,
+    start: Registered,
+    /// Shards holding locks or intents of this transaction.
+    touched: BTreeSet<usize>,
+    written: BTreeSet<usize>,
+    info: Arc<TxnInfo>,
+    gate: Option<OwnedRwLockReadGuard<()>>,
+}
+
+impl Txn {
+    /// What goes to shards with this transaction's current statement.
+    pub fn ctx(&self) -> TxnCtx {
+        TxnCtx {
+            txid: self.id,
+            isolation: self.isolation,
+            policy: self.policy,
+            lock_timeout_ms: self.lock_timeout_ms,
+            seq: self.seq,
+        }
+    }
+
+    /// The transaction's start timestamp: its snapshot at REPEATABLE READ.
+    pub fn start_ts(&self) -> u64 {
+        self.start.ts()
+    }
+
+    /// Starts the next statement; returns its number (savepoints remember it).
+    pub fn next_statement(&mut self) -> u32 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    pub fn has_written(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    fn set_state(&self, phase: &'static str, protocol: Option<&'static str>) {
+        let mut st = self.info.state.lock();
+        st.phase = phase;
+        st.shards = self.touched.iter().copied().collect();
+        st.written = self.written.iter().copied().collect();
+        if protocol.is_some() {
+            st.protocol = protocol;
+        }
+    }
 }
 
 fn decision_key(txid: u64) -> Vec<u8> {
@@ -44,20 +197,275 @@ fn decision_key(txid: u64) -> Vec<u8> {
 }
 
 impl Coordinator {
+    /// `wounds` is the sink the shards were opened with; the coordinator serves it.
     pub fn new(
         shards: Vec<Arc<dyn ShardClient>>,
         meta: Arc<Engine>,
         clock: Arc<HybridClock>,
+        wounds: &Wounds,
     ) -> Coordinator {
         let start = clock.now();
+        let registry = Arc::new(Registry::default());
+        if let Some(mut rx) = wounds.rx.lock().take() {
+            // Weak: the shards hold the sender, so strong references here would keep the
+            // shards (and this task) alive forever after the database is dropped.
+            let shards: Vec<std::sync::Weak<dyn ShardClient>> =
+                shards.iter().map(Arc::downgrade).collect();
+            let registry = registry.clone();
+            Handle::current().spawn(async move {
+                while let Some((victim, by)) = rx.recv().await {
+                    wound(&shards, &registry, victim, by).await;
+                }
+            });
+        }
         Coordinator {
             shards,
             meta,
             clock,
             next_txid: std::sync::atomic::AtomicU64::new(start),
-            write_lock: parking_lot::Mutex::new(()),
+            ddl_gate: Arc::new(RwLock::new(())),
             snapshots: Arc::new(SnapshotRegistry::default()),
             commits: std::sync::atomic::AtomicU64::new(0),
+            txids: SnowflakeGenerator::new(0),
+            registry,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Starts a transaction.
+    pub fn begin(
+        &self,
+        isolation: Isolation,
+        policy: DeadlockPolicy,
+        lock_timeout_ms: u64,
+        read_only: bool,
+    ) -> Txn {
+        let id = self.txids.next_id() as u64;
+        let start = self.snapshots.register(&self.clock);
+        let info = Arc::new(TxnInfo {
+            txid: id,
+            isolation,
+            policy,
+            started: Instant::now(),
+            wounded_by: AtomicU64::new(0),
+            state: Mutex::new(TxnState {
+                phase: "active",
+                ..TxnState::default()
+            }),
+        });
+        self.registry.live.lock().insert(id, info.clone());
+        Txn {
+            id,
+            isolation,
+            policy,
+            lock_timeout_ms,
+            read_only,
+            seq: 0,
+            start,
+            touched: BTreeSet::new(),
+            written: BTreeSet::new(),
+            info,
+            gate: None,
+        }
+    }
+
+    /// 40P01 if an older transaction wounded this one (it is already aborted on the shards).
+    pub fn check_wounded(&self, txn: &Txn) -> SqlResult<()> {
+        match txn.info.wounded_by() {
+            Some(by) => Err(crate::shard::txn::wounded_error(txn.id, by)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a request of `txn` to a shard that will hold locks or intents for it.
+    pub fn call_txn(
+        &self,
+        txn: &mut Txn,
+        shard: usize,
+        request: ShardRequest,
+    ) -> SqlResult<ShardResponse> {
+        if txn.touched.insert(shard) {
+            txn.set_state("active", None);
+        }
+        self.call(shard, request)
+    }
+
+    /// Holds the DDL gate shared for the rest of the transaction (before its first write).
+    pub fn enter_writing(&self, txn: &mut Txn) {
+        if txn.gate.is_none() {
+            txn.gate = Some(Handle::current().block_on(self.ddl_gate.clone().read_owned()));
+        }
+    }
+
+    /// Exclusive locks on row keys (grouped by shard); each key's newest state, per shard in
+    /// request order.
+    pub fn lock_rows(
+        &self,
+        txn: &mut Txn,
+        keys: BTreeMap<usize, Vec<Vec<u8>>>,
+    ) -> SqlResult<BTreeMap<usize, Vec<KeyState>>> {
+        self.enter_writing(txn);
+        let ctx = txn.ctx();
+        let mut out = BTreeMap::new();
+        for (shard, keys) in keys {
+            if keys.is_empty() {
+                continue;
+            }
+            match self.call_txn(txn, shard, ShardRequest::LockRows { txn: ctx, keys })? {
+                ShardResponse::KeyStates(states) => {
+                    out.insert(shard, states);
+                }
+                _ => return Err(SqlError::internal("unexpected shard response to LockRows")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes as intents. Returns, per shard, the positions of refused `must_not_exist`
+    /// writes (a shard with any wrote nothing of its part).
+    pub fn write(
+        &self,
+        txn: &mut Txn,
+        writes: BTreeMap<usize, Vec<TxnWrite>>,
+    ) -> SqlResult<Vec<(usize, Vec<usize>)>> {
+        self.enter_writing(txn);
+        let ctx = txn.ctx();
+        let mut dups = Vec::new();
+        for (shard, writes) in writes {
+            if writes.is_empty() {
+                continue;
+            }
+            txn.written.insert(shard);
+            match self.call_txn(txn, shard, ShardRequest::Write { txn: ctx, writes })? {
+                ShardResponse::Duplicates(d) if d.is_empty() => {}
+                ShardResponse::Duplicates(d) => dups.push((shard, d)),
+                _ => return Err(SqlError::internal("unexpected shard response to Write")),
+            }
+        }
+        Ok(dups)
+    }
+
+    /// Commits `txn`: one phase if it wrote on one shard, two phases if on several.
+    pub fn commit_txn(&self, txn: Txn) -> SqlResult<()> {
+        if let Err(e) = self.check_wounded(&txn) {
+            self.rollback(txn);
+            return Err(e);
+        }
+        let written: Vec<usize> = txn.written.iter().copied().collect();
+        let result = match written.len() {
+            0 => Ok(()),
+            1 => {
+                txn.set_state("committing", Some("1PC"));
+                let shard = written[0];
+                match self.call(shard, ShardRequest::CommitTxn { txid: txn.id }) {
+                    Ok(ShardResponse::Timestamp(ts)) => {
+                        self.clock.observe(ts);
+                        Ok(())
+                    }
+                    Ok(_) => Err(SqlError::internal("unexpected shard response to CommitTxn")),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                txn.set_state("preparing", Some("2PC"));
+                self.two_phase_txn(&txn, &written)
+            }
+        };
+        match result {
+            Ok(()) => {
+                for shard in txn.touched.iter().filter(|s| !txn.written.contains(s)) {
+                    if let Err(e) = self.call(*shard, ShardRequest::ReleaseTxn { txid: txn.id }) {
+                        tracing::warn!(txid = txn.id, shard, error = %e, "could not release locks");
+                    }
+                }
+                self.finish(&txn);
+                self.count_commit();
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback(txn);
+                Err(e)
+            }
+        }
+    }
+
+    fn two_phase_txn(&self, txn: &Txn, written: &[usize]) -> SqlResult<()> {
+        crate::txn::faults::hit("before-prepare");
+        for (i, shard) in written.iter().enumerate() {
+            if i > 0 {
+                crate::txn::faults::hit("between-prepares");
+            }
+            match self.call(*shard, ShardRequest::PrepareTxn { txid: txn.id })? {
+                ShardResponse::Timestamp(ts) => self.clock.observe(ts),
+                _ => {
+                    return Err(SqlError::internal(
+                        "unexpected shard response to PrepareTxn",
+                    ));
+                }
+            }
+        }
+        crate::txn::faults::hit("after-prepares");
+        // Drawn after every prepare: above each shard's `since`, so readers that did not wait
+        // for this transaction cannot see it, and readers that waited see all of it.
+        let commit_ts = self.clock.now();
+        self.record_decision(txn.id, commit_ts)?;
+        txn.set_state("committing", None);
+        crate::txn::faults::hit("after-decision");
+        let mut all_ok = true;
+        for (i, shard) in written.iter().enumerate() {
+            if i > 0 {
+                crate::txn::faults::hit("between-commits");
+            }
+            let request = ShardRequest::Commit {
+                txid: txn.id,
+                commit_ts,
+            };
+            if let Err(e) = self.call(*shard, request) {
+                tracing::error!(txid = txn.id, shard, error = %e, "commit after decision failed; recovery will finish it");
+                all_ok = false;
+            }
+        }
+        crate::txn::faults::hit("after-commits");
+        if all_ok {
+            self.forget_decision(txn.id);
+        }
+        Ok(())
+    }
+
+    /// Ends `txn` without committing: its intents are discarded and its locks released.
+    pub fn rollback(&self, txn: Txn) {
+        txn.set_state("aborting", None);
+        for shard in &txn.touched {
+            let request = ShardRequest::AbortTxn {
+                txid: txn.id,
+                wounded_by: None,
+            };
+            if let Err(e) = self.call(*shard, request) {
+                tracing::warn!(txid = txn.id, shard, error = %e, "abort failed on a shard");
+            }
+        }
+        self.finish(&txn);
+    }
+
+    /// ROLLBACK TO SAVEPOINT: undoes what statements after `seq` wrote.
+    pub fn rollback_to(&self, txn: &mut Txn, seq: u32) -> SqlResult<()> {
+        for shard in txn.touched.clone() {
+            self.call(shard, ShardRequest::RollbackTo { txid: txn.id, seq })?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, txn: &Txn) {
+        self.registry.live.lock().remove(&txn.id);
+    }
+
+    fn count_commit(&self) {
+        let n = self.commits.fetch_add(1, Ordering::Relaxed);
+        if n % WATERMARK_EVERY == WATERMARK_EVERY - 1 {
+            self.publish_gc_watermark();
         }
     }
 
@@ -86,9 +494,10 @@ impl Coordinator {
         self.meta.set_gc_watermark(ts);
     }
 
-    /// Held by a writing statement from its first read to its commit.
-    pub fn write_guard(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.write_lock.lock()
+    /// The DDL gate, exclusively: waits until no transaction that wrote is open, and keeps
+    /// new ones from writing until dropped.
+    pub fn write_guard(&self) -> OwnedRwLockWriteGuard<()> {
+        Handle::current().block_on(self.ddl_gate.clone().write_owned())
     }
 
     /// Calls one shard from a blocking thread.
@@ -124,7 +533,8 @@ impl Coordinator {
         })
     }
 
-    /// Atomically and durably commits `writes` (grouped by shard). Returns the commit timestamp.
+    /// Atomically and durably commits `writes` (grouped by shard) outside any transaction —
+    /// for maintenance under the DDL gate (no lock is taken). Returns the commit timestamp.
     pub fn commit(&self, writes: BTreeMap<usize, Vec<RowWrite>>) -> SqlResult<u64> {
         let writes: Vec<(usize, Vec<RowWrite>)> =
             writes.into_iter().filter(|(_, w)| !w.is_empty()).collect();
@@ -141,12 +551,7 @@ impl Coordinator {
             _ => self.two_phase(writes, commit_ts),
         };
         drop(registered);
-        let n = self
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % WATERMARK_EVERY == WATERMARK_EVERY - 1 {
-            self.publish_gc_watermark();
-        }
+        self.count_commit();
         result
     }
 
@@ -249,4 +654,41 @@ impl Coordinator {
             .fetch_max(self.clock.now(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Aborts a wounded transaction on every shard (where it is not already committing) and marks
+/// it, so its session fails its next statement or its commit with 40P01.
+async fn wound(
+    shards: &[std::sync::Weak<dyn ShardClient>],
+    registry: &Registry,
+    victim: u64,
+    by: u64,
+) {
+    let info = registry.live.lock().get(&victim).cloned();
+    let Some(info) = info else { return };
+    if info
+        .wounded_by
+        .compare_exchange(0, by, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    tracing::debug!(victim, by, "wound-wait: aborting the younger transaction");
+    for (shard, client) in shards.iter().enumerate() {
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        let request = ShardRequest::AbortTxn {
+            txid: victim,
+            wounded_by: Some(by),
+        };
+        if let Err(e) = client.call(request).await {
+            tracing::warn!(victim, shard, error = %e, "could not abort a wounded transaction");
+        }
+    }
+}
+
+/// Whether `e` ended the transaction that got it (it was rolled back on every shard).
+pub fn aborts_transaction(e: &SqlError) -> bool {
+    e.code == sqlstate::DEADLOCK_DETECTED
 }

@@ -24,6 +24,8 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sqlparser::ast;
 use std::fmt::Debug;
@@ -180,6 +182,34 @@ fn split_tag(tag: &str) -> (&str, Option<usize>) {
     }
 }
 
+/// The wire status a session is in: idle, in a block, or in a failed block.
+fn wire_status(session: &Session) -> TransactionStatus {
+    match session.transaction_status() {
+        (false, _) => TransactionStatus::Idle,
+        (true, false) => TransactionStatus::Transaction,
+        (true, true) => TransactionStatus::Error,
+    }
+}
+
+/// A statement's response; transaction control says whether it left the session in a block
+/// (pgwire derives the ReadyForQuery status from that).
+fn statement_response(outcome: Outcome, format: &Format, in_block: bool) -> Response {
+    if let Outcome::Command { tag } = &outcome
+        && matches!(
+            tag.as_str(),
+            "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+        )
+    {
+        let t = Tag::new(tag);
+        return if in_block {
+            Response::TransactionStart(t)
+        } else {
+            Response::TransactionEnd(t)
+        };
+    }
+    outcome_response(outcome, format)
+}
+
 fn outcome_response(outcome: Outcome, format: &Format) -> Response {
     match outcome {
         Outcome::Rows { columns, rows, tag } => {
@@ -225,6 +255,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[async_trait]
 impl SimpleQueryHandler for ConnectionHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire tracks the status from responses; start each query from the session's own
+        // (after ROLLBACK TO SAVEPOINT a failed block is usable again).
+        let status = wire_status(&self.session.lock());
+        client.set_transaction_status(status);
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -235,16 +279,21 @@ impl SimpleQueryHandler for ConnectionHandler {
         let session = self.session.clone();
         let sql = query.to_string();
         let results = blocking(move || {
+            let mut session = session.lock();
             let statements = match parser::parse_statements(&sql) {
                 Ok(s) => s,
-                Err(e) => return vec![Err(e)],
+                Err(e) => {
+                    // As in PostgreSQL, a statement that does not parse fails the block too.
+                    session.statement_failed(&e);
+                    return vec![(Err(e), false)];
+                }
             };
-            let mut session = session.lock();
             let mut out = Vec::with_capacity(statements.len());
             for stmt in &statements {
                 let r = session.execute(stmt, &[], &[]);
+                let in_block = session.transaction_status().0;
                 let failed = r.is_err();
-                out.push(r);
+                out.push((r, in_block));
                 if failed {
                     break; // PostgreSQL stops a multi-statement query at the first error
                 }
@@ -254,8 +303,8 @@ impl SimpleQueryHandler for ConnectionHandler {
         .await?;
         Ok(results
             .into_iter()
-            .map(|r| match r {
-                Ok(o) => outcome_response(o, &Format::UnifiedText),
+            .map(|(r, in_block)| match r {
+                Ok(o) => statement_response(o, &Format::UnifiedText, in_block),
                 Err(e) => Response::Error(Box::new(error_info(e))),
             })
             .collect())
@@ -392,11 +441,18 @@ impl ExtendedQueryHandler for ConnectionHandler {
                 .iter()
                 .map(|t| Some(*t))
                 .collect();
-            session.lock().execute(&prepared.statement, &types, &params)
+            let mut session = session.lock();
+            let r = session.execute(&prepared.statement, &types, &params);
+            r.map(|o| (o, session.transaction_status().0))
         })
         .await?
         .map_err(to_pg_error)?;
-        Ok(outcome_response(outcome, &portal.result_column_format))
+        let (outcome, in_block) = outcome;
+        Ok(statement_response(
+            outcome,
+            &portal.result_column_format,
+            in_block,
+        ))
     }
 
     async fn do_describe_statement<C>(

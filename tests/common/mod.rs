@@ -59,6 +59,7 @@ pub fn config(data_dir: &std::path::Path) -> ServerConfig {
         // Small, so the test tables' indexes exercise eviction and checkpoints.
         index_pool_mb: 2,
         statement_mem_mb: 256,
+        deadlock_policy: Default::default(),
     }
 }
 
