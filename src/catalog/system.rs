@@ -27,7 +27,9 @@
 
 use crate::error::{SqlError, sqlstate};
 use crate::rpc::{IndexStats, ShardStats};
+use crate::shard::txn::{Phase, ShardTxnInfo};
 use crate::storage::LevelStats;
+use crate::txn::locks::LockInfo;
 use crate::types::{DataType, Row, Value};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,44 @@ pub enum SystemView {
     /// `sharddb_index_check`: runs the page-invariant checker (`ShardRequest::CheckIndexes`) on
     /// every shard when read; one row per shard and index.
     IndexCheck,
+    /// `sharddb_locks`: every lock held or awaited, one row per shard and lock, from each
+    /// shard's lock manager (`ShardRequest::Locks`).
+    Locks,
+    /// `sharddb_transactions`: every live transaction the coordinator runs (explicit blocks
+    /// and autocommit statements), with its phase on each shard it touched.
+    Transactions,
+}
+
+/// `sharddb_locks` columns.
+const LOCK_COLUMNS: &[(&str, DataType)] = &[
+    ("shard", DataType::Int4),
+    ("txid", DataType::Int8),
+    ("mode", DataType::Text),
+    ("target", DataType::Text),
+    ("granted", DataType::Bool),
+    ("waiting_for", DataType::Int8),
+    ("deadlock_policy", DataType::Text),
+    ("age_ms", DataType::Int8),
+];
+
+/// `sharddb_transactions` columns.
+const TRANSACTION_COLUMNS: &[(&str, DataType)] = &[
+    ("txid", DataType::Int8),
+    ("isolation", DataType::Text),
+    ("deadlock_policy", DataType::Text),
+    ("state", DataType::Text),
+    ("commit_protocol", DataType::Text),
+    ("shards", DataType::Text),
+    ("written_shards", DataType::Text),
+    ("shard_phases", DataType::Text),
+    ("wounded_by", DataType::Int8),
+    ("age_ms", DataType::Int8),
+];
+
+/// A shard list as `{0,2}` (PostgreSQL's array text form).
+fn shard_list(shards: &[usize]) -> Value {
+    let parts: Vec<String> = shards.iter().map(usize::to_string).collect();
+    text(&format!("{{{}}}", parts.join(",")))
 }
 
 /// One column of a system view: its name, SQL type, and how its value is computed.
@@ -349,13 +389,28 @@ const CHECK_COLUMNS: &[Column<CheckFn>] = &[
     },
 ];
 
+/// What `sharddb_transactions` shows of one coordinator-side transaction.
+pub struct TxnRow {
+    pub txid: u64,
+    pub isolation: &'static str,
+    pub policy: String,
+    pub state: &'static str,
+    pub protocol: Option<&'static str>,
+    pub shards: Vec<usize>,
+    pub written: Vec<usize>,
+    pub wounded_by: Option<u64>,
+    pub age_ms: u64,
+}
+
 impl SystemView {
     /// Every system view, in the order documentation lists them.
-    pub const ALL: [SystemView; 4] = [
+    pub const ALL: [SystemView; 6] = [
         SystemView::Storage,
         SystemView::StorageLevels,
         SystemView::Indexes,
         SystemView::IndexCheck,
+        SystemView::Locks,
+        SystemView::Transactions,
     ];
 
     /// The system view called `name` (already case-folded), if any.
@@ -369,6 +424,8 @@ impl SystemView {
             SystemView::StorageLevels => "sharddb_storage_levels",
             SystemView::Indexes => "sharddb_indexes",
             SystemView::IndexCheck => "sharddb_index_check",
+            SystemView::Locks => "sharddb_locks",
+            SystemView::Transactions => "sharddb_transactions",
         }
     }
 
@@ -379,6 +436,8 @@ impl SystemView {
             SystemView::StorageLevels => LEVEL_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
             SystemView::Indexes => INDEX_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
             SystemView::IndexCheck => CHECK_COLUMNS.iter().map(|c| (c.name, c.ty)).collect(),
+            SystemView::Locks => LOCK_COLUMNS.to_vec(),
+            SystemView::Transactions => TRANSACTION_COLUMNS.to_vec(),
         }
     }
 
@@ -411,9 +470,71 @@ impl SystemView {
                         .map(move |i| INDEX_COLUMNS.iter().map(|c| (c.value)(s, i)).collect())
                 })
                 .collect(),
-            // Built from CheckIndexes answers instead: see `check_rows`.
-            SystemView::IndexCheck => Vec::new(),
+            // Built from other answers instead: see `check_rows`, `lock_rows`,
+            // `transaction_rows`.
+            SystemView::IndexCheck | SystemView::Locks | SystemView::Transactions => Vec::new(),
         }
+    }
+
+    /// `sharddb_locks` rows from every shard's lock table, by shard, granted first, oldest
+    /// transaction first.
+    pub fn lock_rows(locks: &[(usize, Vec<LockInfo>)]) -> Vec<Row> {
+        let mut out = Vec::new();
+        for (shard, locks) in locks {
+            let mut locks: Vec<&LockInfo> = locks.iter().collect();
+            locks.sort_by_key(|l| (!l.granted, l.txid));
+            for l in locks {
+                out.push(vec![
+                    int4(*shard),
+                    int8(l.txid),
+                    text(&l.mode.to_string()),
+                    text(&l.target),
+                    Value::Bool(l.granted),
+                    l.waiting_for.map_or(Value::Null, int8),
+                    text(&l.policy.to_string()),
+                    int8(l.age_ms),
+                ]);
+            }
+        }
+        out
+    }
+
+    /// `sharddb_transactions` rows: the coordinator's live transactions with each shard's
+    /// phase for them (`shard:phase`, e.g. `0:active 2:prepared`), oldest first.
+    pub fn transaction_rows(
+        txns: &[TxnRow],
+        shard_txns: &[(usize, Vec<ShardTxnInfo>)],
+    ) -> Vec<Row> {
+        txns.iter()
+            .map(|t| {
+                let phases: Vec<String> = shard_txns
+                    .iter()
+                    .filter_map(|(shard, list)| {
+                        list.iter().find(|s| s.txid == t.txid).map(|s| {
+                            let phase = match s.phase {
+                                Phase::Active => "active",
+                                Phase::Committing { .. } => "committing",
+                                Phase::Prepared { .. } => "prepared",
+                                Phase::Aborted { .. } => "aborted",
+                            };
+                            format!("{shard}:{phase}")
+                        })
+                    })
+                    .collect();
+                vec![
+                    int8(t.txid),
+                    text(t.isolation),
+                    text(&t.policy),
+                    text(t.state),
+                    t.protocol.map_or(Value::Null, text),
+                    shard_list(&t.shards),
+                    shard_list(&t.written),
+                    text(&phases.join(" ")),
+                    t.wounded_by.map_or(Value::Null, int8),
+                    int8(t.age_ms),
+                ]
+            })
+            .collect()
     }
 
     /// `sharddb_index_check` rows from every shard's `CheckIndexes` answer (shard, results).

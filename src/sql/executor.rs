@@ -15,6 +15,7 @@
 //! per outer row with the outer rows passed down as evaluation context.
 
 use crate::catalog::SystemView;
+use crate::catalog::system::TxnRow;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::placement::Placement;
 use crate::rpc::{IndexScanRequest, ScanRequest, ShardRequest, ShardResponse, ShardStats};
@@ -443,6 +444,45 @@ impl<'a> Executor<'a> {
                 }
             }
             SystemView::check_rows(&checks)
+        } else if view == SystemView::Locks || view == SystemView::Transactions {
+            // The coordinator's list first: a transaction that ends meanwhile then shows
+            // without shard phases rather than not at all.
+            let txns: Vec<TxnRow> = self
+                .coord
+                .registry()
+                .list()
+                .iter()
+                .map(|t| {
+                    let st = t.state();
+                    TxnRow {
+                        txid: t.txid,
+                        isolation: t.isolation.name(),
+                        policy: t.policy.to_string(),
+                        state: st.phase,
+                        protocol: st.protocol,
+                        shards: st.shards,
+                        written: st.written,
+                        wounded_by: t.wounded_by(),
+                        age_ms: t.started.elapsed().as_millis() as u64,
+                    }
+                })
+                .collect();
+            let mut locks = Vec::new();
+            let mut shard_txns = Vec::new();
+            for shard in 0..self.placement.shard_count() {
+                match self.coord.call(shard, ShardRequest::Locks)? {
+                    ShardResponse::Locks { locks: l, txns: t } => {
+                        locks.push((shard, l));
+                        shard_txns.push((shard, t));
+                    }
+                    _ => return Err(SqlError::internal("unexpected shard response to Locks")),
+                }
+            }
+            if view == SystemView::Locks {
+                SystemView::lock_rows(&locks)
+            } else {
+                SystemView::transaction_rows(&txns, &shard_txns)
+            }
         } else {
             view.rows(&self.shard_stats()?)
         };

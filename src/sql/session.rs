@@ -675,6 +675,21 @@ impl Session {
         param_types: &[Option<DataType>],
         params: &[Value],
     ) -> SqlResult<Outcome> {
+        let result = self.execute_inner(stmt, param_types, params);
+        if let Err(e) = &result {
+            // Transaction control that fails inside a block fails the block, as in PostgreSQL
+            // (statements fail theirs in `execute_inner`; failing twice is harmless).
+            self.statement_failed(e);
+        }
+        result
+    }
+
+    fn execute_inner(
+        &mut self,
+        stmt: &ast::Statement,
+        param_types: &[Option<DataType>],
+        params: &[Value],
+    ) -> SqlResult<Outcome> {
         use ast::Statement as S;
         match stmt {
             S::StartTransaction { modes, .. } => return self.begin(modes),
@@ -975,6 +990,10 @@ impl Session {
         }
         let txn = self.txn(block)?;
         txn.next_statement();
+        if txn.isolation == Isolation::Serializable {
+            // Its reads take shared locks wherever they go; commit and rollback release them.
+            coord.touch_all(txn);
+        }
         let ctx = Some(txn.ctx());
         Ok(match txn.isolation {
             Isolation::RepeatableRead => ReadView {

@@ -293,6 +293,14 @@ impl Coordinator {
         self.call(shard, request)
     }
 
+    /// Notes that `txn` may hold locks on every shard (its reads lock wherever they go).
+    pub fn touch_all(&self, txn: &mut Txn) {
+        if txn.touched.len() < self.shards.len() {
+            txn.touched.extend(0..self.shards.len());
+            txn.set_state("active", None);
+        }
+    }
+
     /// Holds the DDL gate shared for the rest of the transaction (before its first write).
     pub fn enter_writing(&self, txn: &mut Txn) {
         if txn.gate.is_none() {
