@@ -8,6 +8,7 @@
 //! ```
 //! See `docs/ARCHITECTURE.md` for the whole picture.
 
+pub mod anomalies;
 pub mod catalog;
 pub mod config;
 pub mod error;

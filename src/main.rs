@@ -1,6 +1,8 @@
-//! The `sharddb` binary: `sharddb` (or `sharddb serve`) runs the embedded server.
+//! The `sharddb` binary: `sharddb` (or `sharddb serve`) runs the embedded server;
+//! `sharddb anomalies` runs the isolation anomaly lab against a server.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sharddb::anomalies::{ExpectChoice, LabOptions, PolicyChoice, matrix::Anomaly};
 use sharddb::config::{FileConfig, ServerConfig, SyncPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,55 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Play the isolation anomalies (G0 .. G2, Hermitage's names) at every isolation level
+    /// against a server and print which ones occurred. Exit code: 0 if every cell matches the
+    /// expected matrix, 1 if not, 2 if the lab could not connect or set up.
+    Anomalies(AnomaliesArgs),
+}
+
+#[derive(Args)]
+struct AnomaliesArgs {
+    /// Server to test (URL or key=value connection string).
+    #[arg(long, default_value = "postgres://127.0.0.1:5433/sharddb")]
+    url: String,
+    /// Also print the SQL transcript of this scenario at every level (and policy), e.g. G2-item.
+    #[arg(long, value_parser = parse_anomaly)]
+    show: Option<Anomaly>,
+    /// Deadlock policy to run under (sharddb only; PostgreSQL runs once, as "n/a").
+    #[arg(long, value_enum, default_value = "both")]
+    policy: PolicyArg,
+    /// A step that has not answered within this many milliseconds counts as blocked.
+    #[arg(long, default_value_t = 300)]
+    timeout_ms: u64,
+    /// Expected matrix: auto picks by the server's `server_version`.
+    #[arg(long, value_enum, default_value = "auto")]
+    expect: ExpectArg,
+    /// Print, for every cell, what was observed and how the anomaly was prevented.
+    #[arg(long)]
+    details: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    #[value(name = "wait_die")]
+    WaitDie,
+    #[value(name = "wound_wait")]
+    WoundWait,
+    Both,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpectArg {
+    Auto,
+    Sharddb,
+    Postgres,
+}
+
+fn parse_anomaly(s: &str) -> Result<Anomaly, String> {
+    Anomaly::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Anomaly::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown scenario {s:?}; one of {}", names.join(", "))
+    })
 }
 
 #[derive(Args, Clone, Default)]
@@ -99,13 +150,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHARDDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The anomaly lab's client echoes server notices at info level; they are noise.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Anomalies(a)) => return anomalies(a),
         None => cli.serve,
     };
     let config = match resolve(args) {
@@ -146,6 +199,52 @@ fn main() -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn anomalies(args: AnomaliesArgs) -> ExitCode {
+    let opts = LabOptions {
+        url: args.url,
+        policy: match args.policy {
+            PolicyArg::WaitDie => PolicyChoice::WaitDie,
+            PolicyArg::WoundWait => PolicyChoice::WoundWait,
+            PolicyArg::Both => PolicyChoice::Both,
+        },
+        step_timeout: std::time::Duration::from_millis(args.timeout_ms),
+        expect: match args.expect {
+            ExpectArg::Auto => ExpectChoice::Auto,
+            ExpectArg::Sharddb => ExpectChoice::Sharddb,
+            ExpectArg::Postgres => ExpectChoice::Postgres,
+        },
+        show: args.show,
+        only: Vec::new(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sharddb anomalies: cannot start runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(sharddb::anomalies::run_lab(&opts)) {
+        Ok(report) => {
+            print!("{}", report.render(args.details));
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            // Sources carry the useful part ("connection refused"), so print the whole chain.
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("sharddb anomalies: {msg}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn wait_for_signal() {
