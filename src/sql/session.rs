@@ -707,6 +707,15 @@ impl Session {
             return Err(in_failed_block());
         }
         match stmt {
+            // Drivers (psycopg) free their protocol-level prepared statements this way; the
+            // statements live in the connection's protocol state, which keeps them until the
+            // connection ends or the driver replaces them by name.
+            S::Deallocate { name, .. } => {
+                let all = name.value.eq_ignore_ascii_case("all");
+                return Ok(Outcome::Command {
+                    tag: if all { "DEALLOCATE ALL" } else { "DEALLOCATE" }.into(),
+                });
+            }
             S::Savepoint { name } => return self.savepoint(&name.value),
             S::ReleaseSavepoint { name } => return self.release(&name.value),
             S::Set(ast::Set::SetTransaction { modes, session, .. }) => {

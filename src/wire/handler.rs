@@ -255,6 +255,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[async_trait]
 impl SimpleQueryHandler for ConnectionHandler {
+    /// pgwire's simple-query loop, except that the ReadyForQuery status is the session's own:
+    /// pgwire derives it from the responses, which cannot express "this COMMIT failed and the
+    /// transaction is over" (idle after an error) or "ROLLBACK TO SAVEPOINT made a failed block
+    /// usable again" — and drivers (psycopg) choose BEGIN or SAVEPOINT from that status.
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -262,11 +266,76 @@ impl SimpleQueryHandler for ConnectionHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // pgwire tracks the status from responses; start each query from the session's own
-        // (after ROLLBACK TO SAVEPOINT a failed block is usable again).
+        use futures::SinkExt;
+        use pgwire::api::PgWireConnectionState;
+        use pgwire::api::query::{
+            send_execution_response, send_query_response, send_ready_for_query,
+        };
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let sql = query.query;
+        if sql.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    pgwire::messages::response::EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            let handle = client
+                .session_extensions()
+                .get::<Arc<pgwire::api::ConnectionHandle>>();
+            let cancel = match handle {
+                Some(h) => Some(h.start_query().await),
+                None => None,
+            };
+            let responses = match cancel {
+                Some(rx) => {
+                    match futures::future::select(
+                        SimpleQueryHandler::do_query(self, client, &sql),
+                        rx,
+                    )
+                    .await
+                    {
+                        futures::future::Either::Left((result, _)) => result,
+                        futures::future::Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => SimpleQueryHandler::do_query(self, client, &sql).await,
+            }?;
+            for r in responses {
+                match r {
+                    Response::EmptyQuery => {
+                        client
+                            .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                pgwire::messages::response::EmptyQueryResponse::new(),
+                            ))
+                            .await?;
+                    }
+                    Response::Query(results) => send_query_response(client, results, true).await?,
+                    Response::Execution(tag)
+                    | Response::TransactionStart(tag)
+                    | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                    Response::Error(e) => {
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?;
+                    }
+                    _ => {
+                        let e = error_info(SqlError::unsupported("COPY"));
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse(e.into()))
+                            .await?;
+                    }
+                }
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
         let status = wire_status(&self.session.lock());
         client.set_transaction_status(status);
-        self._on_query(client, query).await
+        send_ready_for_query(client, status).await?;
+        Ok(())
     }
 
     async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -416,6 +485,32 @@ impl ExtendedQueryHandler for ConnectionHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// As pgwire's, but ReadyForQuery carries the session's own transaction status (see
+    /// `on_query`).
+    async fn on_sync<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::extendedquery::Sync,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        let status = wire_status(&self.session.lock());
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(
+                pgwire::messages::response::ReadyForQuery::new(status),
+            ))
+            .await?;
+        client.flush().await?;
+        Ok(())
     }
 
     async fn do_query<C>(
