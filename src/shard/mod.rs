@@ -523,6 +523,8 @@ impl Shard {
             Some(Phase::Prepared { .. }) if wounded_by.is_some() => {
                 return Ok(ShardResponse::Done);
             }
+            // Unknown here: a tombstone now stands for it; nothing is prepared to abort.
+            None if wounded_by.is_some() => {}
             Some(Phase::Prepared { .. }) | None => {
                 // A prepared transaction (live, or recovered from the WAL) is aborted in the
                 // engine; one the engine does not know was never prepared here.
@@ -630,8 +632,14 @@ impl Shard {
         if ctx.is_some_and(|c| c.isolation == Isolation::Serializable) {
             // Lock the rows the entries point at, then read them again under those locks:
             // the entry range lock keeps the entries still, the row locks the rows.
+            // Every row an entry in range points at, whether or not it passes the filter: a
+            // rejected row that changes later could start passing it (a phantom).
             let read = |key: &[u8]| self.read_latest(own, key);
-            let (_, keys, _) = self.indexes.scan(&req, &read, &overlay)?;
+            let unfiltered = IndexScanRequest {
+                filter: None,
+                ..req.clone()
+            };
+            let (_, keys, _) = self.indexes.scan(&unfiltered, &read, &overlay)?;
             let c = ctx.as_ref().expect("serializable has a context");
             for key in keys {
                 let target = LockTarget::Key {

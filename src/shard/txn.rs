@@ -74,6 +74,8 @@ struct Undo {
     /// The transaction's own intent this one replaced (`None`: there was none).
     prev: Option<Option<Vec<u8>>>,
     seq: u32,
+    /// What this change added to the transaction's byte count (given back on undo).
+    size: usize,
 }
 
 struct ShardTxn {
@@ -195,6 +197,7 @@ impl TxnTable {
             key: key.clone(),
             prev,
             seq: ctx.seq,
+            size,
         });
         intents.insert(
             key,
@@ -363,7 +366,23 @@ impl TxnTable {
     pub fn abort(&self, txid: u64, by: Option<u64>) -> Option<Phase> {
         let mut inner = self.inner.lock();
         let Inner { txns, intents } = &mut *inner;
-        let phase = txns.get(&txid).map(|t| t.phase)?;
+        let Some(phase) = txns.get(&txid).map(|t| t.phase) else {
+            // Wounded before its first request here: a tombstone, so a statement of it still
+            // on its way cannot lock or write here (its coordinator's final abort removes it).
+            if let Some(by) = by {
+                txns.insert(
+                    txid,
+                    ShardTxn {
+                        phase: Phase::Aborted { by },
+                        isolation: Isolation::ReadCommitted,
+                        undo: Vec::new(),
+                        bytes: 0,
+                        started: Instant::now(),
+                    },
+                );
+            }
+            return None;
+        };
         match phase {
             Phase::Active | Phase::Aborted { .. } => {
                 let t = txns.get_mut(&txid).expect("present");
@@ -395,13 +414,7 @@ impl TxnTable {
         }
         while t.undo.last().is_some_and(|u| u.seq > seq) {
             let u = t.undo.pop().expect("checked");
-            t.bytes = t.bytes.saturating_sub(
-                u.key.len()
-                    + u.prev
-                        .as_ref()
-                        .map_or(0, |p| p.as_ref().map_or(0, Vec::len))
-                    + 64,
-            );
+            t.bytes = t.bytes.saturating_sub(u.size);
             match u.prev {
                 Some(value) => {
                     intents.insert(u.key, Intent { txid, value });
@@ -498,6 +511,26 @@ mod tests {
         assert!(t.write(&ctx(1, 2), b"a".to_vec(), None).is_err());
         t.abort(1, None);
         assert!(t.phase(1).is_none());
+    }
+
+    #[test]
+    fn savepoint_rollback_returns_the_bytes_it_counted() {
+        let t = TxnTable::new(1000);
+        t.register(&ctx(1, 1)).unwrap();
+        for round in 0..5 {
+            let r = t.write(&ctx(1, 2), b"a".to_vec(), Some(vec![0; 400]));
+            assert!(r.is_ok(), "round {round}: {r:?}");
+            t.rollback_to(1, 1);
+        }
+    }
+
+    #[test]
+    fn a_wound_before_the_first_request_leaves_a_tombstone() {
+        let t = TxnTable::new(1 << 20);
+        assert_eq!(t.abort(5, Some(1)), None);
+        assert!(t.register(&ctx(5, 1)).is_err());
+        t.abort(5, None);
+        assert!(t.register(&ctx(5, 1)).is_ok());
     }
 
     #[test]

@@ -550,6 +550,23 @@ fn invalid_isolation(value: &str) -> SqlError {
 
 const SERVER_VERSION: &str = "15.0 (sharddb 0.1.0)";
 
+impl Drop for Session {
+    /// A connection that ends inside a transaction block rolls it back (its locks and
+    /// intents would otherwise outlive it).
+    fn drop(&mut self) {
+        let Some(txn) = self.block.take().and_then(|mut b| b.txn.take()) else {
+            return;
+        };
+        let db = self.db.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(move || db.coordinator.rollback(txn));
+            }
+            Err(_) => db.coordinator.rollback(txn),
+        }
+    }
+}
+
 impl Session {
     pub fn new(db: Arc<Database>) -> Session {
         let mut settings = HashMap::new();
@@ -725,7 +742,10 @@ impl Session {
         }
         match self.block.take() {
             Some(mut block) => {
-                block.started = true;
+                // Settings do not start the transaction (SET transaction_isolation may follow).
+                if !matches!(stmt, S::Set(_) | S::ShowVariable { .. }) {
+                    block.started = true;
+                }
                 self.running = Some((block.isolation, block.read_only));
                 let result = self.run_statement(stmt, param_types, params, &mut block);
                 self.running = None;
@@ -1219,7 +1239,10 @@ impl Session {
                     // Under the write lock, like every index DDL: a writing statement never
                     // sees an index it planned with vanish before it is done.
                     let dropped = {
-                        let _write = db.coordinator.write_guard();
+                        // Views have no rows or indexes: no writer to wait for (and a
+                        // transaction block may drop one, holding the gate itself).
+                        let _write = matches!(db.catalog.get(n), Some(Relation::Table(_)))
+                            .then(|| db.coordinator.write_guard());
                         let rel = db.catalog.drop_relation(n)?;
                         if let Relation::Table(t) = &rel {
                             for i in t.secondary_indexes() {
@@ -1387,7 +1410,7 @@ impl Session {
             return Err(read_only_violation(what));
         }
         let txn = self.txn(block)?;
-        self.db.coordinator.enter_writing(txn);
+        self.db.coordinator.enter_writing(txn)?;
         ensure_current(&self.db, table)?;
         Ok(txn)
     }
@@ -1572,10 +1595,15 @@ impl Session {
                     .push(keys::row_key(table.id, &pk));
             }
             let states = db.coordinator.lock_rows(txn, by_shard)?;
-            let changed = states
-                .values()
-                .flatten()
-                .any(|s| matches!(s, KeyState::Committed { ts, .. } if *ts > view.read_ts));
+            // READ UNCOMMITTED scanned other transactions' intents: a row that is not there
+            // once locked came from an intent that was rolled back (or moved), so look again.
+            let uncommitted = txn.isolation == Isolation::ReadUncommitted;
+            let changed = states.values().flatten().any(|s| match s {
+                KeyState::Committed { ts, exists } => {
+                    *ts > view.read_ts || (uncommitted && !exists)
+                }
+                KeyState::Own => false,
+            });
             if !changed || txn.isolation == Isolation::Serializable {
                 return Ok((rows, view));
             }

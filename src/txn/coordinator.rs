@@ -302,9 +302,30 @@ impl Coordinator {
     }
 
     /// Holds the DDL gate shared for the rest of the transaction (before its first write).
-    pub fn enter_writing(&self, txn: &mut Txn) {
-        if txn.gate.is_none() {
+    pub fn enter_writing(&self, txn: &mut Txn) -> SqlResult<()> {
+        if txn.gate.is_some() {
+            return Ok(());
+        }
+        if txn.touched.is_empty() {
             txn.gate = Some(Handle::current().block_on(self.ddl_gate.clone().read_owned()));
+            return Ok(());
+        }
+        // It holds locks already: waiting behind a DDL statement that waits for writers
+        // (which may wait for these locks) is a wait no deadlock policy sees. Do not wait.
+        match self.ddl_gate.clone().try_read_owned() {
+            Ok(g) => {
+                txn.gate = Some(g);
+                Ok(())
+            }
+            Err(_) => Err(SqlError::new(
+                sqlstate::DEADLOCK_DETECTED,
+                format!(
+                    "deadlock prevented: transaction {} holds locks and would wait for a DDL \
+                     statement that waits for writing transactions to end",
+                    txn.id
+                ),
+            )
+            .with_hint("Retry the transaction.")),
         }
     }
 
@@ -315,7 +336,7 @@ impl Coordinator {
         txn: &mut Txn,
         keys: BTreeMap<usize, Vec<Vec<u8>>>,
     ) -> SqlResult<BTreeMap<usize, Vec<KeyState>>> {
-        self.enter_writing(txn);
+        self.enter_writing(txn)?;
         let ctx = txn.ctx();
         let mut out = BTreeMap::new();
         for (shard, keys) in keys {
@@ -339,14 +360,17 @@ impl Coordinator {
         txn: &mut Txn,
         writes: BTreeMap<usize, Vec<TxnWrite>>,
     ) -> SqlResult<Vec<(usize, Vec<usize>)>> {
-        self.enter_writing(txn);
+        self.enter_writing(txn)?;
         let ctx = txn.ctx();
         let mut dups = Vec::new();
         for (shard, writes) in writes {
             if writes.is_empty() {
                 continue;
             }
-            txn.written.insert(shard);
+            if txn.written.insert(shard) {
+                txn.touched.insert(shard);
+                txn.set_state("active", None);
+            }
             match self.call_txn(txn, shard, ShardRequest::Write { txn: ctx, writes })? {
                 ShardResponse::Duplicates(d) if d.is_empty() => {}
                 ShardResponse::Duplicates(d) => dups.push((shard, d)),
@@ -358,9 +382,18 @@ impl Coordinator {
 
     /// Commits `txn`: one phase if it wrote on one shard, two phases if on several.
     pub fn commit_txn(&self, txn: Txn) -> SqlResult<()> {
-        if let Err(e) = self.check_wounded(&txn) {
-            self.rollback(txn);
-            return Err(e);
+        {
+            // Atomically with the wound check (see `wound`): from here on no wound lands.
+            let mut st = txn.info.state.lock();
+            if let Some(by) = txn.info.wounded_by() {
+                drop(st);
+                let id = txn.id;
+                self.rollback(txn);
+                return Err(crate::shard::txn::wounded_error(id, by).with_detail(
+                    "The transaction was aborted before its commit to prevent a deadlock.",
+                ));
+            }
+            st.phase = "committing";
         }
         let written: Vec<usize> = txn.written.iter().copied().collect();
         let result = match written.len() {
@@ -446,7 +479,13 @@ impl Coordinator {
     /// Ends `txn` without committing: its intents are discarded and its locks released.
     pub fn rollback(&self, txn: Txn) {
         txn.set_state("aborting", None);
-        for shard in &txn.touched {
+        // A wounded transaction may have left tombstones on shards it never reached.
+        let shards: Vec<usize> = if txn.info.wounded_by().is_some() {
+            (0..self.shards.len()).collect()
+        } else {
+            txn.touched.iter().copied().collect()
+        };
+        for shard in &shards {
             let request = ShardRequest::AbortTxn {
                 txid: txn.id,
                 wounded_by: None,
@@ -674,12 +713,17 @@ async fn wound(
 ) {
     let info = registry.live.lock().get(&victim).cloned();
     let Some(info) = info else { return };
-    if info
-        .wounded_by
-        .compare_exchange(0, by, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
     {
-        return;
+        // Under the state lock, so a commit that has begun is never wounded (its locks must
+        // last until it ends) and a wound that won is seen by the commit.
+        let st = info.state.lock();
+        if st.phase != "active" {
+            return;
+        }
+        // Sent again for a victim already wounded: it may have reached a new shard since.
+        let _ = info
+            .wounded_by
+            .compare_exchange(0, by, Ordering::AcqRel, Ordering::Acquire);
     }
     tracing::debug!(victim, by, "wound-wait: aborting the younger transaction");
     for (shard, client) in shards.iter().enumerate() {

@@ -393,7 +393,17 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = parser::parse_statements(sql).map_err(to_pg_error)?;
+        let mut statements = match parser::parse_statements(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                // As in PostgreSQL, a statement that does not parse fails the open block
+                // (which may roll back on the shards: blocking work).
+                let session = self.session.clone();
+                let failed = e.clone();
+                blocking(move || session.lock().statement_failed(&failed)).await?;
+                return Err(to_pg_error(e));
+            }
+        };
         let statement = match statements.len() {
             0 => return Ok(None),
             1 => statements.pop().expect("one statement"),
@@ -411,9 +421,16 @@ impl QueryParser for StatementParser {
         let session = self.session.clone();
         let stmt = statement.clone();
         let ct = client_types.clone();
-        let described = blocking(move || session.lock().describe(&stmt, &ct))
-            .await?
-            .map_err(to_pg_error)?;
+        let described = blocking(move || {
+            let mut session = session.lock();
+            let r = session.describe(&stmt, &ct);
+            if let Err(e) = &r {
+                session.statement_failed(e);
+            }
+            r
+        })
+        .await?
+        .map_err(to_pg_error)?;
         Ok(Some(Arc::new(Prepared {
             statement,
             client_types,
@@ -525,7 +542,15 @@ impl ExtendedQueryHandler for ConnectionHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let params = decode_params(portal).map_err(to_pg_error)?;
+        let params = match decode_params(portal) {
+            Ok(p) => p,
+            Err(e) => {
+                let session = self.session.clone();
+                let failed = e.clone();
+                blocking(move || session.lock().statement_failed(&failed)).await?;
+                return Err(to_pg_error(e));
+            }
+        };
         let prepared = portal.statement.statement.clone();
         let session = self.session.clone();
         let outcome = blocking(move || {
