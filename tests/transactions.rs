@@ -223,3 +223,40 @@ async fn set_transaction_isolation_as_the_first_statement_of_a_block() {
     a.batch_execute("COMMIT").await.unwrap();
     server.stop().await;
 }
+
+/// An index built after a REPEATABLE READ snapshot lacks entries for versions that snapshot
+/// sees (they were replaced before the build): the transaction must not read through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeatable_read_ignores_an_index_built_after_its_snapshot() {
+    let server = TestServer::start(4).await;
+    let c = setup(&server).await;
+    let rr = server.connect().await;
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    let q = "SELECT count(*) FROM t WHERE v = 0";
+    let before: i64 = rr.query_one(q, &[]).await.unwrap().get(0);
+    c.batch_execute("UPDATE t SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    c.batch_execute("CREATE INDEX t_v ON t (v)").await.unwrap();
+    let after: i64 = rr.query_one(q, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    rr.batch_execute("COMMIT").await.unwrap();
+    // A new transaction uses the index, and sees the update.
+    let plan = c.simple_query(&format!("EXPLAIN {q}")).await.unwrap();
+    let text: Vec<String> = plan
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        text.iter().any(|l| l.contains("Index Scan using t_v")),
+        "{text:?}"
+    );
+    let now: i64 = c.query_one(q, &[]).await.unwrap().get(0);
+    assert_eq!(now, before - 1);
+    server.stop().await;
+}

@@ -75,6 +75,11 @@ pub struct IndexDef {
     /// shards. Its id is the table's id.
     #[serde(default)]
     pub primary: bool,
+    /// The snapshot the index was built from: a transaction whose snapshot is older may see
+    /// row versions the index has no entries for, so it must not read through the index
+    /// (PostgreSQL's `indcheckxmin`). 0 for indexes built with their (empty) table.
+    #[serde(default)]
+    pub built_ts: u64,
 }
 
 impl IndexDef {
@@ -129,6 +134,7 @@ impl TableDef {
             unique: true,
             constraint: true,
             primary: true,
+            built_ts: 0,
         })
     }
 }

@@ -150,6 +150,9 @@ pub struct Binder<'a> {
     index_scans: bool,
     /// The session's settings, for `current_setting(name)` (a constant per statement).
     settings: HashMap<String, String>,
+    /// The snapshot the statement reads at, when it is older than now (REPEATABLE READ):
+    /// indexes built from a later snapshot are not used (see `IndexDef::built_ts`).
+    index_horizon: Option<u64>,
 }
 
 /// What filter pushdown needs to pick access paths.
@@ -364,7 +367,13 @@ impl<'a> Binder<'a> {
             tables: RefCell::new(HashMap::new()),
             index_scans: true,
             settings: HashMap::new(),
+            index_horizon: None,
         }
+    }
+
+    pub fn with_index_horizon(mut self, snapshot: Option<u64>) -> Self {
+        self.index_horizon = snapshot;
+        self
     }
 
     pub fn with_settings(mut self, settings: HashMap<String, String>) -> Self {
@@ -747,6 +756,7 @@ impl<'a> Binder<'a> {
                 unique: true,
                 constraint: true,
                 primary: false,
+                built_ts: 0,
             });
         }
         Ok(Bound::CreateTable {
@@ -871,6 +881,7 @@ impl<'a> Binder<'a> {
                 unique: ci.unique,
                 constraint: false,
                 primary: false,
+                built_ts: 0,
             },
             table,
             if_not_exists: ci.if_not_exists,
@@ -912,7 +923,16 @@ impl<'a> Binder<'a> {
     }
 
     fn scan_plan(&self, table: &Arc<TableDef>) -> Plan {
-        self.tables.borrow_mut().insert(table.id, table.clone());
+        // The indexes this statement may read through: none built after its snapshot.
+        let usable = match self.index_horizon {
+            Some(h) if table.indexes.iter().any(|i| i.built_ts > h) => {
+                let mut t = (**table).clone();
+                t.indexes.retain(|i| i.built_ts <= h);
+                Arc::new(t)
+            }
+            _ => table.clone(),
+        };
+        self.tables.borrow_mut().insert(table.id, usable);
         Plan::Scan {
             table_id: table.id,
             table_name: table.name.clone(),

@@ -340,6 +340,7 @@ impl Database {
             tracing::info!(index = %index.name, rows, "unique index: no duplicates");
         }
         index.id = self.catalog.allocate_index_id()?;
+        index.built_ts = read_ts;
         self.build_index_on_shards(table, &index, read_ts)?;
         if let Err(e) = self.catalog.add_index(index.clone()) {
             self.drop_index_on_shards(index.id);
@@ -1053,7 +1054,15 @@ impl Session {
     ) -> SqlResult<Outcome> {
         let mut attempts = 0;
         loop {
-            let bound = self.binder(param_types).bind_statement(stmt)?;
+            let horizon = block
+                .txn
+                .as_ref()
+                .filter(|t| t.isolation == Isolation::RepeatableRead)
+                .map(Txn::start_ts);
+            let bound = self
+                .binder(param_types)
+                .with_index_horizon(horizon)
+                .bind_statement(stmt)?;
             match self.run_bound(bound, params, block) {
                 Err(e) if is_definition_changed(&e) && attempts < 3 => attempts += 1,
                 other => return other,
