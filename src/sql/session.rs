@@ -1591,8 +1591,19 @@ impl Session {
         loop {
             let view = self.read_view(block)?;
             let txn = block.txn.as_mut().expect("begun by begin_writing");
+            // At READ UNCOMMITTED the rows to change are found as READ COMMITTED finds them
+            // (committed versions and the transaction's own intents), as in PostgreSQL: a new
+            // value computed from another transaction's intent would outlive that intent's
+            // rollback (the lock wait ends, the committed version is unchanged, and the write
+            // goes through with the rolled-back value in it).
+            let scan_ctx = view.ctx.map(|mut c| {
+                if c.isolation == Isolation::ReadUncommitted {
+                    c.isolation = Isolation::ReadCommitted;
+                }
+                c
+            });
             let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
-                .with_txn(view.ctx)
+                .with_txn(scan_ctx)
                 .with_mem_limit(db.statement_mem_bytes);
             let rows = exec.run(scan, &[])?;
             let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
@@ -1604,15 +1615,10 @@ impl Session {
                     .push(keys::row_key(table.id, &pk));
             }
             let states = db.coordinator.lock_rows(txn, by_shard)?;
-            // READ UNCOMMITTED scanned other transactions' intents: a row that is not there
-            // once locked came from an intent that was rolled back (or moved), so look again.
-            let uncommitted = txn.isolation == Isolation::ReadUncommitted;
-            let changed = states.values().flatten().any(|s| match s {
-                KeyState::Committed { ts, exists } => {
-                    *ts > view.read_ts || (uncommitted && !exists)
-                }
-                KeyState::Own => false,
-            });
+            let changed = states
+                .values()
+                .flatten()
+                .any(|s| matches!(s, KeyState::Committed { ts, .. } if *ts > view.read_ts));
             if !changed || txn.isolation == Isolation::Serializable {
                 return Ok((rows, view));
             }

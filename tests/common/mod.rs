@@ -90,6 +90,15 @@ pub struct ServerProcess {
 /// Spawns `sharddb serve` on `dir` with 4 shards, 1 MiB memtables and `extra` arguments, and
 /// waits for its "listening" line.
 pub fn spawn_server(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    spawn_server_with_env(dir, extra, &[])
+}
+
+/// [`spawn_server`] with extra environment variables for the child (e.g. a crash point).
+pub fn spawn_server_with_env(
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ServerProcess {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sharddb"))
@@ -106,6 +115,9 @@ pub fn spawn_server(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
         .arg("--data-dir")
         .arg(dir)
         .env("SHARDDB_LOG", "warn")
+        // A crash point only when asked for, even if the test runner's environment has one.
+        .env_remove("SHARDDB_TEST_CRASH_AT")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -122,4 +134,12 @@ pub fn spawn_server(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
     ServerProcess { child, port }
+}
+
+impl Drop for ServerProcess {
+    /// A test that fails midway must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
