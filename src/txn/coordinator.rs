@@ -697,6 +697,28 @@ impl Coordinator {
         for txid in resolved {
             self.forget_decision(txid);
         }
+        // Nothing is in doubt now, so every decision left is one whose participants all
+        // committed before a crash kept the coordinator from dropping it: drop it now.
+        loop {
+            let stale = self
+                .meta
+                .scan_prefix(DECISION_PREFIX, u64::MAX, 1024)
+                .map_err(storage_error)?;
+            if stale.is_empty() {
+                break;
+            }
+            for (key, _) in &stale {
+                if let Some(id) = key
+                    .strip_prefix(DECISION_PREFIX)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                {
+                    self.forget_decision(u64::from_be_bytes(id));
+                }
+            }
+            if stale.len() < 1024 {
+                break;
+            }
+        }
         self.next_txid
             .fetch_max(self.clock.now(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
