@@ -401,13 +401,7 @@ async fn transfers_keep_the_total_at_every_isolation_level_and_deadlock_policy()
         c.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance bigint)")
             .await
             .unwrap();
-        let values: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
-        c.batch_execute(&format!(
-            "INSERT INTO accounts VALUES {}",
-            values.join(", ")
-        ))
-        .await
-        .unwrap();
+        common::insert_accounts(&c, i64::from(ACCOUNTS), INITIAL).await;
         let mut expected = vec![INITIAL; ACCOUNTS as usize];
         let mut hot_retries = 0;
         let mut k = 0u64;
@@ -580,13 +574,7 @@ async fn a_transaction_wounded_between_shards_does_not_hang() {
     c.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance bigint)")
         .await
         .unwrap();
-    let values: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
-    c.batch_execute(&format!(
-        "INSERT INTO accounts VALUES {}",
-        values.join(", ")
-    ))
-    .await
-    .unwrap();
+    common::insert_accounts(&c, i64::from(ACCOUNTS), INITIAL).await;
     let progress = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

@@ -443,13 +443,7 @@ async fn kill_9_during_transfers_keeps_balances_and_log_in_step() {
             )
             .await
             .unwrap();
-            let values: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
-            c.batch_execute(&format!(
-                "INSERT INTO accounts VALUES {}",
-                values.join(", ")
-            ))
-            .await
-            .unwrap();
+            common::insert_accounts(&c, i64::from(ACCOUNTS), INITIAL).await;
         }
         for iteration in 0..iterations().max(1) {
             let url = format!("host=127.0.0.1 port={} user=t", proc.port);

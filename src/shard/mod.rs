@@ -460,12 +460,12 @@ impl Shard {
         for (w, cur) in writes.iter().zip(&current) {
             let old = self.indexes.entries_of(&w.key, cur.as_deref())?;
             let new = self.indexes.entries_of(&w.key, w.value.as_deref())?;
-            for (index_id, entry) in old.iter().chain(&new) {
-                if old.contains(&(*index_id, entry.clone()))
-                    && new.contains(&(*index_id, entry.clone()))
-                {
-                    continue;
-                }
+            // Entries in both versions are unchanged: nothing for a scan to miss.
+            let changed = old
+                .iter()
+                .filter(|e| !new.contains(e))
+                .chain(new.iter().filter(|e| !old.contains(e)));
+            for (index_id, entry) in changed {
                 let target = LockTarget::Key {
                     space: LockSpace::Index(*index_id),
                     key: entry.clone(),

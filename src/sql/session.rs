@@ -1480,8 +1480,9 @@ impl Session {
             .collect();
         self.check_unique_indexes(txn, table, &inserted, &own, None)?;
         let dups = db.coordinator.write(txn, writes)?;
-        if let Some((shard, d)) = dups.first() {
-            let ri = positions[shard][d[0]];
+        if let Some(ri) = first_duplicate(&dups, |shard, i| {
+            positions.get(&shard).and_then(|p| p.get(i)).copied()
+        }) {
             return Err(duplicate_key(table, &inserted[ri]));
         }
         let tag = format!("INSERT 0 {}", inserted.len());
@@ -1696,9 +1697,13 @@ impl Session {
             positions.entry(shard).or_default().push(Some(ri));
         }
         let dups = db.coordinator.write(txn, writes)?;
-        if let Some((shard, d)) = dups.first()
-            && let Some(ri) = positions[shard][d[0]]
-        {
+        if let Some(ri) = first_duplicate(&dups, |shard, i| {
+            positions
+                .get(&shard)
+                .and_then(|p| p.get(i))
+                .copied()
+                .flatten()
+        }) {
             return Err(duplicate_key(table, &new_rows[ri]));
         }
         let tag = format!("UPDATE {}", new_rows.len());
@@ -1751,7 +1756,7 @@ impl Session {
             // Each page commits on its own: the table is already gone from the catalog, so
             // nobody can observe a half-deleted table.
             if !writes.is_empty() {
-                db.coordinator.commit(BTreeMap::from([(shard, writes)]))?;
+                db.coordinator.apply_outside_txn(shard, writes)?;
             }
             Ok(())
         })
@@ -1811,6 +1816,17 @@ fn show_row(table: &TableDef, row: &[Value]) -> String {
         .map(|(c, v)| format_text(v, c.ty).unwrap_or_else(|| "null".into()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The statement row behind the first refused write a `Write` reported, found with `row_of`
+/// (shard, position in that shard's writes) — `None` for a position naming no statement row.
+fn first_duplicate(
+    dups: &[(usize, Vec<usize>)],
+    row_of: impl Fn(usize, usize) -> Option<usize>,
+) -> Option<usize> {
+    dups.iter()
+        .flat_map(|(shard, positions)| positions.iter().map(move |i| (*shard, *i)))
+        .find_map(|(shard, i)| row_of(shard, i))
 }
 
 fn duplicate_key(table: &TableDef, row: &[Value]) -> SqlError {

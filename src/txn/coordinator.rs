@@ -53,7 +53,6 @@ pub struct Coordinator {
     shards: Vec<Arc<dyn ShardClient>>,
     meta: Arc<Engine>,
     clock: Arc<HybridClock>,
-    next_txid: std::sync::atomic::AtomicU64,
     /// Held shared by writing transactions, exclusively by DDL that needs no open writer.
     ddl_gate: Arc<RwLock<()>>,
     snapshots: Arc<SnapshotRegistry>,
@@ -204,7 +203,6 @@ impl Coordinator {
         clock: Arc<HybridClock>,
         wounds: &Wounds,
     ) -> Coordinator {
-        let start = clock.now();
         let registry = Arc::new(Registry::default());
         if let Some(mut rx) = wounds.rx.lock().take() {
             // Weak: the shards hold the sender, so strong references here would keep the
@@ -222,7 +220,6 @@ impl Coordinator {
             shards,
             meta,
             clock,
-            next_txid: std::sync::atomic::AtomicU64::new(start),
             ddl_gate: Arc::new(RwLock::new(())),
             snapshots: Arc::new(SnapshotRegistry::default()),
             commits: std::sync::atomic::AtomicU64::new(0),
@@ -580,56 +577,16 @@ impl Coordinator {
         })
     }
 
-    /// Atomically and durably commits `writes` (grouped by shard) outside any transaction —
-    /// for maintenance under the DDL gate (no lock is taken). Returns the commit timestamp.
-    pub fn commit(&self, writes: BTreeMap<usize, Vec<RowWrite>>) -> SqlResult<u64> {
-        let writes: Vec<(usize, Vec<RowWrite>)> =
-            writes.into_iter().filter(|(_, w)| !w.is_empty()).collect();
-        // Registered until the commit is applied, so no watermark passes it meanwhile.
+    /// Durably applies `writes` on one shard outside any transaction (no locks, no intents):
+    /// for maintenance under the DDL gate, such as deleting a dropped table's rows, which no
+    /// transaction can see any more. Returns the commit timestamp.
+    pub fn apply_outside_txn(&self, shard: usize, writes: Vec<RowWrite>) -> SqlResult<u64> {
+        // Registered until the write is applied, so no watermark passes it meanwhile.
         let registered = self.snapshots.register(&self.clock);
         let commit_ts = registered.ts();
-        let result = match writes.len() {
-            0 => Ok(commit_ts),
-            1 => {
-                let (shard, writes) = writes.into_iter().next().expect("one shard");
-                self.call(shard, ShardRequest::Apply { commit_ts, writes })
-                    .map(|_| commit_ts)
-            }
-            _ => self.two_phase(writes, commit_ts),
-        };
-        drop(registered);
-        self.count_commit();
-        result
-    }
-
-    fn two_phase(&self, writes: Vec<(usize, Vec<RowWrite>)>, commit_ts: u64) -> SqlResult<u64> {
-        let txid = self
-            .next_txid
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut prepared = Vec::new();
-        for (shard, w) in writes {
-            match self.call(shard, ShardRequest::Prepare { txid, writes: w }) {
-                Ok(_) => prepared.push(shard),
-                Err(e) => {
-                    for s in prepared {
-                        // Best effort: a shard that misses the abort resolves it at recovery
-                        // (presumed abort: there is no decision record).
-                        let _ = self.call(s, ShardRequest::Abort { txid });
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        self.record_decision(txid, commit_ts)?;
-        let mut first_err: Option<SqlError> = None;
-        for shard in &prepared {
-            if let Err(e) = self.call(*shard, ShardRequest::Commit { txid, commit_ts }) {
-                tracing::error!(txid, shard, error = %e, "commit after decision failed; recovery will finish it");
-                first_err.get_or_insert(e);
-            }
-        }
-        if first_err.is_none() {
-            self.forget_decision(txid);
+        if !writes.is_empty() {
+            self.call(shard, ShardRequest::Apply { commit_ts, writes })?;
+            self.count_commit();
         }
         Ok(commit_ts)
     }
@@ -690,8 +647,6 @@ impl Coordinator {
                         self.call(shard, ShardRequest::Abort { txid })?;
                     }
                 }
-                self.next_txid
-                    .fetch_max(txid + 1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         for txid in resolved {
@@ -719,8 +674,6 @@ impl Coordinator {
                 break;
             }
         }
-        self.next_txid
-            .fetch_max(self.clock.now(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

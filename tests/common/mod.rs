@@ -143,3 +143,17 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Inserts accounts `0..n`, each with `initial` (the bank and 2PC crash tests' table
+/// `accounts (id int, balance bigint)`, created by the caller).
+#[allow(dead_code)] // not every test binary uses it
+pub async fn insert_accounts(client: &Client, n: i64, initial: i64) {
+    let values: Vec<String> = (0..n).map(|i| format!("({i}, {initial})")).collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO accounts VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+}
