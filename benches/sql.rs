@@ -25,6 +25,7 @@ fn bench_sql(c: &mut Criterion) {
         index_pool_bytes: 64 << 20,
         statement_mem_bytes: 1 << 30,
         deadlock_policy: Default::default(),
+        vnodes: sharddb::placement::hash_ring::DEFAULT_VNODES,
     })
     .expect("open");
     let mut session = Session::new(db);

@@ -68,6 +68,21 @@ pub mod sqlstate {
 }
 
 /// An error reported to a SQL client.
+/// Message prefix of the error a shard answers a request routed with an outdated shard map:
+/// the router routes the statement again with the current map (or, when the statement's
+/// snapshot predates the map, the client retries the transaction).
+pub const STALE_SHARD_MAP: &str = "could not serialize access: the shard map changed";
+
+pub fn stale_shard_map(detail: String) -> SqlError {
+    SqlError::new(sqlstate::SERIALIZATION_FAILURE, STALE_SHARD_MAP)
+        .with_detail(detail)
+        .with_hint("Retry the transaction: rows moved between shards (ADD SHARD, SPLIT AT).")
+}
+
+pub fn is_stale_shard_map(e: &SqlError) -> bool {
+    e.code == sqlstate::SERIALIZATION_FAILURE && e.message == STALE_SHARD_MAP
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SqlError {
     pub code: String,

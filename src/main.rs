@@ -188,7 +188,7 @@ fn main() -> ExitCode {
         };
         tracing::info!(
             addr = %server.addr,
-            shards = server.db.placement.shard_count(),
+            shards = server.db.placement.current().shards().len(),
             data_dir = %config.data_dir.display(),
             "sharddb is ready"
         );

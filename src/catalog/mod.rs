@@ -49,6 +49,9 @@ pub struct TableDef {
     /// the secondary ones (a B+tree per shard). Absent in catalogs written before indexes.
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
+    /// `PARTITION BY HASH/RANGE (...)`; hash on the primary key by default.
+    #[serde(default)]
+    pub placement: crate::placement::PlacementSpec,
 }
 
 /// One key column of an index.

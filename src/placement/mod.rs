@@ -1,11 +1,24 @@
-//! Placement: which shard owns a row.
+//! Placement: which shard owns a row, and which shards a statement must touch.
 //!
-//! This first version places every row by a stable 64-bit hash of its encoded primary key
-//! (`hash(key) mod shard_count`). The hash is defined here rather than taken from `std` because
-//! placement is part of the on-disk format: a row written to shard 2 must be looked up on shard 2
-//! after a restart, with any compiler version. The consistent-hash ring with virtual nodes and
-//! range placement replace `shard_for_key` later without changing its callers: the planner asks
-//! the placement for "the shard of this key" or "all shards".
+//! - [`hash_ring`]: consistent hashing with virtual nodes (hash-placed tables);
+//! - [`range_map`]: split points (range-placed tables);
+//! - [`shard_map`]: the versioned, durable map of both, and the routing helpers;
+//! - [`router`]: shard pruning from a scan's predicate;
+//! - [`rebalance`]: moving rows when the map changes (ADD SHARD, SPLIT AT), online.
+//!
+//! A row's shard key is the memcomparable encoding of its shard-key columns (the primary key
+//! unless `PARTITION BY` names others). The hash is defined here rather than taken from `std`
+//! because placement is part of the on-disk format: a row written to shard 2 must be looked up
+//! on shard 2 after a restart, with any compiler version.
+
+pub mod hash_ring;
+pub mod range_map;
+pub mod rebalance;
+pub mod router;
+pub mod shard_map;
+
+use serde::{Deserialize, Serialize};
+pub use shard_map::{PlacementManager, ShardMap, TableRoute};
 
 /// FNV-1a over the bytes, finished with a 64-bit avalanche mix so that keys differing only in
 /// their last byte still spread over all shards.
@@ -23,31 +36,30 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The placement of rows over a fixed set of shards.
-#[derive(Debug, Clone)]
-pub struct Placement {
-    shard_count: usize,
+/// How a table's rows are spread over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementKind {
+    /// By a hash of the shard key on the cluster's consistent-hash ring.
+    #[default]
+    Hash,
+    /// By split points on the shard key (the table's own range map).
+    Range,
 }
 
-impl Placement {
-    pub fn new(shard_count: usize) -> Placement {
-        assert!(shard_count > 0, "at least one shard");
-        Placement { shard_count }
-    }
-
-    pub fn shard_count(&self) -> usize {
-        self.shard_count
-    }
-
-    /// The shard owning the row whose encoded primary key is `pk`.
-    pub fn shard_for_key(&self, pk: &[u8]) -> usize {
-        (stable_hash(pk) % self.shard_count as u64) as usize
-    }
+/// A table's placement, part of its definition: `PARTITION BY HASH (cols)` or
+/// `PARTITION BY RANGE (cols)`. The shard-key columns are part of the primary key, so every
+/// primary-key lookup and uniqueness check stays on one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementSpec {
+    pub kind: PlacementKind,
+    /// Shard-key columns (positions in the table's columns); empty means the primary key.
+    pub columns: Vec<usize>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hash_ring::{DEFAULT_VNODES, HashRing};
 
     #[test]
     fn hash_is_stable() {
@@ -60,10 +72,10 @@ mod tests {
 
     #[test]
     fn keys_spread_over_shards() {
-        let p = Placement::new(4);
+        let ring = HashRing::new(&[0, 1, 2, 3], DEFAULT_VNODES);
         let mut counts = [0usize; 4];
         for i in 0..10_000i64 {
-            counts[p.shard_for_key(&i.to_be_bytes())] += 1;
+            counts[ring.owner(stable_hash(&i.to_be_bytes())).unwrap()] += 1;
         }
         for c in counts {
             assert!((2_000..3_000).contains(&c), "{counts:?}");

@@ -143,6 +143,20 @@ pub type PoolStats = crate::index::PoolCounters;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardRequest {
+    /// A data request routed with shard-map `map_version` (reading at `read_ts`, if it
+    /// reads): the shard refuses it with [`crate::error::STALE_SHARD_MAP`] unless that is the
+    /// version it holds and the read is not older than the version's effective timestamp.
+    Routed {
+        map_version: u64,
+        read_ts: Option<u64>,
+        request: Box<ShardRequest>,
+    },
+    /// Makes `map_version` (effective from commit timestamp `effective_ts`) the version this
+    /// shard accepts requests under.
+    InstallMap {
+        map_version: u64,
+        effective_ts: u64,
+    },
     Scan(ScanRequest),
     /// Point read of one row by engine key.
     Get {
@@ -249,6 +263,21 @@ pub enum ShardRequest {
     },
     /// Runs the page-level invariant checker on every index of this shard.
     CheckIndexes,
+}
+
+impl ShardRequest {
+    /// `request` stamped with the map version it was routed with (0: not routed, accepted
+    /// under any version — maintenance that addresses shards directly).
+    pub fn routed(map_version: u64, read_ts: Option<u64>, request: ShardRequest) -> ShardRequest {
+        if map_version == 0 {
+            return request;
+        }
+        ShardRequest::Routed {
+            map_version,
+            read_ts,
+            request: Box::new(request),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

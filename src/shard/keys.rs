@@ -27,6 +27,15 @@ pub fn table_end(table_id: u32) -> Vec<u8> {
     k
 }
 
+/// The table id and encoded primary key of a row key; `None` for any other key.
+pub fn split_row_key(key: &[u8]) -> Option<(u32, &[u8])> {
+    if key.len() < 5 || key[0] != ROW_PREFIX {
+        return None;
+    }
+    let id = u32::from_be_bytes(key[1..5].try_into().ok()?);
+    Some((id, &key[5..]))
+}
+
 /// Full engine key of a row from its encoded primary key.
 pub fn row_key(table_id: u32, encoded_pk: &[u8]) -> Vec<u8> {
     let mut k = table_prefix(table_id);

@@ -83,10 +83,38 @@ pub struct Shard {
     /// Cleared by tests that simulate a crash: the indexes then reopen from their last
     /// checkpoint plus the WAL, as after `kill -9`.
     checkpoint_on_drop: std::sync::atomic::AtomicBool,
+    /// (shard-map version, its effective commit timestamp) this shard accepts routed
+    /// requests under; version 0 until the coordinator installs one.
+    map: parking_lot::RwLock<(u64, u64)>,
     // Declared before the engine so a clean drop checkpoints the indexes while the engine's
     // WAL is still open (see `Drop`).
     indexes: ShardIndexes,
     engine: Engine,
+}
+
+impl Shard {
+    /// Refuses a request routed with another shard-map version than the one installed here,
+    /// or reading older than that version's effective timestamp (rows were elsewhere then).
+    fn check_map(&self, version: u64, read_ts: Option<u64>) -> Result<(), SqlError> {
+        let (current, effective) = *self.map.read();
+        if current == 0 {
+            return Ok(());
+        }
+        if version != current {
+            return Err(crate::error::stale_shard_map(format!(
+                "routed with shard map version {version}, shard {} holds version {current}",
+                self.id
+            )));
+        }
+        if let Some(ts) = read_ts
+            && ts < effective
+        {
+            return Err(crate::error::stale_shard_map(format!(
+                "the snapshot predates shard map version {current}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Shard {
@@ -148,6 +176,7 @@ impl Shard {
             locks: LockManager::new(txn_options.wounds),
             txns: TxnTable::new(txn_options.max_txn_bytes),
             checkpoint_on_drop: std::sync::atomic::AtomicBool::new(true),
+            map: parking_lot::RwLock::new((0, 0)),
             indexes,
             engine,
         })
@@ -172,7 +201,29 @@ impl Shard {
     }
 
     pub async fn handle(&self, request: ShardRequest) -> Result<ShardResponse, SqlError> {
+        let request = match request {
+            ShardRequest::Routed {
+                map_version,
+                read_ts,
+                request,
+            } => {
+                self.check_map(map_version, read_ts)?;
+                *request
+            }
+            other => other,
+        };
         match request {
+            ShardRequest::Routed { .. } => Err(SqlError::internal("nested routed request")),
+            ShardRequest::InstallMap {
+                map_version,
+                effective_ts,
+            } => {
+                let mut map = self.map.write();
+                if map_version >= map.0 {
+                    *map = (map_version, effective_ts);
+                }
+                Ok(ShardResponse::Done)
+            }
             ShardRequest::Scan(scan) => self.scan(scan).await,
             ShardRequest::Get { key, read_ts, txn } => {
                 let row = match self.read_one(txn.as_ref(), &key, read_ts).await? {

@@ -11,6 +11,7 @@ use crate::catalog::{
     ViewDef,
 };
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::placement::{PlacementKind, PlacementSpec};
 use crate::sql::access;
 use crate::sql::expr::{CastCtx, CmpOp, Expr, SubqueryKind};
 use crate::sql::functions;
@@ -107,6 +108,19 @@ pub enum Bound {
         if_exists: bool,
     },
     Explain(Vec<String>),
+    /// `SHOW SHARDS`: each shard, its share of the hash ring, its ranges and row count.
+    ShowShards,
+    /// `SHOW RANGES`: every range of every range-placed table.
+    ShowRanges,
+    /// `ALTER CLUSTER ADD SHARD`.
+    AddShard,
+    /// `ALTER CLUSTER REMOVE SHARD n`.
+    RemoveShard(usize),
+    /// `ALTER TABLE t SPLIT AT (v, ...), ...`: split points as shard-key values.
+    SplitAt {
+        table: Arc<TableDef>,
+        points: Vec<Vec<Value>>,
+    },
     Set {
         name: String,
         value: String,
@@ -153,6 +167,8 @@ pub struct Binder<'a> {
     /// The snapshot the statement reads at, when it is older than now (REPEATABLE READ):
     /// indexes built from a later snapshot are not used (see `IndexDef::built_ts`).
     index_horizon: Option<u64>,
+    /// The shard map, for EXPLAIN's routes.
+    map: Option<Arc<crate::placement::ShardMap>>,
 }
 
 /// What filter pushdown needs to pick access paths.
@@ -266,6 +282,117 @@ pub fn convert_type(t: &ast::DataType) -> SqlResult<DataType> {
     })
 }
 
+/// `PARTITION BY HASH (a, b)` / `PARTITION BY RANGE (a)`: sqlparser reads the clause as a
+/// function-call expression. The columns must belong to the primary key, so that a key lookup
+/// and a uniqueness check of the key each stay on one shard (PostgreSQL asks the same of unique
+/// constraints on partitioned tables).
+fn bind_partition_by(
+    e: &ast::Expr,
+    columns: &[ColumnDef],
+    primary_key: &[usize],
+    primary_declared: bool,
+) -> SqlResult<PlacementSpec> {
+    let usage = || {
+        SqlError::syntax(format!(
+            "unsupported partitioning clause \"PARTITION BY {e}\""
+        ))
+        .with_hint("Write PARTITION BY HASH (columns) or PARTITION BY RANGE (columns).")
+    };
+    let ast::Expr::Function(f) = e else {
+        return Err(usage());
+    };
+    let kind = match object_name(&f.name)?.as_str() {
+        "hash" => PlacementKind::Hash,
+        "range" => PlacementKind::Range,
+        "list" => {
+            return Err(SqlError::unsupported("PARTITION BY LIST")
+                .with_hint("Use PARTITION BY HASH or PARTITION BY RANGE."));
+        }
+        _ => return Err(usage()),
+    };
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(usage());
+    };
+    let mut cols = Vec::new();
+    for arg in &list.args {
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(id))) = arg
+        else {
+            return Err(
+                SqlError::unsupported(format!("partitioning by the expression {arg}"))
+                    .with_hint("Partition by columns."),
+            );
+        };
+        let name = ident(id);
+        let pos = columns
+            .iter()
+            .position(|c| c.name == name && !c.hidden)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{name}\" named in partition key does not exist"),
+                )
+            })?;
+        if cols.contains(&pos) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{name}\" appears twice in partition key"),
+            ));
+        }
+        if !primary_declared || !primary_key.contains(&pos) {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "the partition key must be part of the primary key",
+            )
+            .with_detail(format!(
+                "Column \"{name}\" is not in the table's primary key."
+            ))
+            .with_hint(
+                "Declare a PRIMARY KEY that includes every PARTITION BY column: rows are found \
+                 by their key, so the key must name the shard.",
+            ));
+        }
+        cols.push(pos);
+    }
+    if cols.is_empty() {
+        return Err(usage());
+    }
+    Ok(PlacementSpec {
+        kind,
+        columns: if cols == primary_key {
+            Vec::new()
+        } else {
+            cols
+        },
+    })
+}
+
+/// The shards an INSERT of constant rows writes under `map`; `None` if not known before
+/// execution (parameters, INSERT ... SELECT, defaults).
+fn insert_shards(i: &InsertPlan, map: &crate::placement::ShardMap) -> Option<usize> {
+    let Plan::Values { rows, .. } = &i.source else {
+        return None;
+    };
+    let route = crate::placement::TableRoute::for_table(&i.table);
+    let ctx = crate::sql::expr::EvalContext::empty();
+    let mut shards = std::collections::BTreeSet::new();
+    for r in rows {
+        let mut row = vec![Value::Null; i.table.columns.len()];
+        for c in &route.key_columns {
+            match i.columns.get(*c)? {
+                ColumnSource::Input { index, .. } => {
+                    row[*c] = r.get(*index)?.eval(&[], &ctx).ok()?;
+                    if !crate::placement::router::fits(&row[*c], i.table.columns[*c].ty) {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        shards.insert(map.owner_of_row(&route, &row));
+    }
+    Some(shards.len())
+}
+
 fn check_numeric_typmod(p: u64, _s: u64) -> SqlResult<()> {
     if p == 0 || p > 1000 {
         return Err(SqlError::syntax(format!(
@@ -368,7 +495,13 @@ impl<'a> Binder<'a> {
             index_scans: true,
             settings: HashMap::new(),
             index_horizon: None,
+            map: None,
         }
+    }
+
+    pub fn with_map(mut self, map: Arc<crate::placement::ShardMap>) -> Self {
+        self.map = Some(map);
+        self
     }
 
     pub fn with_index_horizon(mut self, snapshot: Option<u64>) -> Self {
@@ -480,21 +613,59 @@ impl<'a> Binder<'a> {
             }
             S::Explain { statement, .. } => {
                 let bound = self.bind_statement(statement)?;
+                let explain = |p: &Plan| match &self.map {
+                    Some(m) => p.explain_routed(m),
+                    None => p.explain(),
+                };
+                // Which commit protocol a write takes: one written shard commits in one phase.
+                let protocol = |shards: Option<usize>| match shards {
+                    Some(0) => " (no shard written)".to_string(),
+                    Some(1) => " (one shard: 1PC)".to_string(),
+                    Some(n) => format!(" ({n} shards: 2PC)"),
+                    None => " (1PC if the rows are on one shard, else 2PC)".to_string(),
+                };
+                let scan_shards = |p: &Plan| {
+                    let m = self.map.as_ref()?;
+                    let mut node = p;
+                    loop {
+                        match node {
+                            Plan::Filter { input, .. } | Plan::Project { input, .. } => {
+                                node = input
+                            }
+                            Plan::Scan { .. } => {
+                                return node
+                                    .scan_route(m)
+                                    .filter(|r| r.shards.len() <= 1)
+                                    .map(|r| r.shards.len());
+                            }
+                            _ => return None,
+                        }
+                    }
+                };
                 let lines = match &bound {
-                    Bound::Query { plan, .. } => plan.explain(),
+                    Bound::Query { plan, .. } => explain(plan),
                     Bound::Insert(i) => {
-                        let mut v = vec![format!("Insert on {}", i.table.name)];
-                        v.extend(i.source.explain().into_iter().map(|l| format!("  {l}")));
+                        let shards = self.map.as_ref().and_then(|m| insert_shards(i, m));
+                        let mut v = vec![format!("Insert on {}{}", i.table.name, protocol(shards))];
+                        v.extend(explain(&i.source).into_iter().map(|l| format!("  {l}")));
                         v
                     }
                     Bound::Update(u) => {
-                        let mut v = vec![format!("Update on {}", u.table.name)];
-                        v.extend(u.scan.explain().into_iter().map(|l| format!("  {l}")));
+                        let mut v = vec![format!(
+                            "Update on {}{}",
+                            u.table.name,
+                            protocol(scan_shards(&u.scan))
+                        )];
+                        v.extend(explain(&u.scan).into_iter().map(|l| format!("  {l}")));
                         v
                     }
                     Bound::Delete(d) => {
-                        let mut v = vec![format!("Delete on {}", d.table.name)];
-                        v.extend(d.scan.explain().into_iter().map(|l| format!("  {l}")));
+                        let mut v = vec![format!(
+                            "Delete on {}{}",
+                            d.table.name,
+                            protocol(scan_shards(&d.scan))
+                        )];
+                        v.extend(explain(&d.scan).into_iter().map(|l| format!("  {l}")));
                         v
                     }
                     _ => return Err(SqlError::unsupported("EXPLAIN of this statement")),
@@ -505,9 +676,15 @@ impl<'a> Binder<'a> {
             S::Commit { .. } => Ok(Bound::Commit),
             S::Rollback { .. } => Ok(Bound::Rollback),
             S::Set(set) => self.bind_set(set),
-            S::ShowVariable { variable } => Ok(Bound::Show {
-                name: variable.iter().map(ident).collect::<Vec<_>>().join(" "),
-            }),
+            S::ShowVariable { variable } => {
+                let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
+                Ok(match name.as_str() {
+                    "shards" => Bound::ShowShards,
+                    "ranges" => Bound::ShowRanges,
+                    _ => Bound::Show { name },
+                })
+            }
+            S::Call(f) => self.bind_cluster_command(f),
             other => {
                 let text = other.to_string();
                 let head: String = text
@@ -517,6 +694,107 @@ impl<'a> Binder<'a> {
                     .join(" ");
                 Err(SqlError::unsupported(format!("statement {head}")))
             }
+        }
+    }
+
+    /// The placement commands, which `sql::parser` rewrites into calls of internal procedures:
+    /// `ALTER CLUSTER ADD SHARD`, `ALTER CLUSTER REMOVE SHARD n`, `ALTER TABLE t SPLIT AT ...`.
+    fn bind_cluster_command(&self, f: &ast::Function) -> SqlResult<Bound> {
+        let name = object_name(&f.name)?;
+        let args: Vec<&ast::Expr> = match &f.args {
+            ast::FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .map(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                    other => Err(SqlError::syntax(format!("unexpected argument {other}"))),
+                })
+                .collect::<SqlResult<_>>()?,
+            ast::FunctionArguments::None => Vec::new(),
+            ast::FunctionArguments::Subquery(_) => {
+                return Err(SqlError::syntax("unexpected subquery"));
+            }
+        };
+        let constant = |e: &ast::Expr, ty: DataType| -> SqlResult<Value> {
+            let empty = Scope::default();
+            let (bound, t) = self.bind_expr(
+                e,
+                &Cx {
+                    scope: &empty,
+                    outer: &[],
+                    aggs: None,
+                    clause: "SPLIT AT",
+                },
+            )?;
+            let bound = self.coerce(bound, t, ty, CastCtx::Assignment)?;
+            bound.eval(&[], &crate::sql::expr::EvalContext::empty())
+        };
+        match name.as_str() {
+            "sharddb_add_shard" if args.is_empty() => Ok(Bound::AddShard),
+            "sharddb_remove_shard" if args.len() == 1 => match constant(args[0], DataType::Int8)? {
+                Value::Int(n) if n >= 0 => Ok(Bound::RemoveShard(n as usize)),
+                _ => Err(SqlError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "REMOVE SHARD takes a shard number",
+                )),
+            },
+            "sharddb_split_at" if args.len() >= 2 => {
+                let table_name = match args[0] {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        _ => return Err(SqlError::syntax("SPLIT AT needs a table name")),
+                    },
+                    _ => return Err(SqlError::syntax("SPLIT AT needs a table name")),
+                };
+                let table = self.catalog.table(&table_name)?;
+                if table.placement.kind != PlacementKind::Range {
+                    return Err(SqlError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("table \"{table_name}\" is not placed by range"),
+                    )
+                    .with_hint(
+                        "SPLIT AT applies to tables created with PARTITION BY RANGE (...); \
+                         hash-placed tables spread over the ring by themselves.",
+                    ));
+                }
+                let key_cols = if table.placement.columns.is_empty() {
+                    table.primary_key.clone()
+                } else {
+                    table.placement.columns.clone()
+                };
+                let mut points = Vec::new();
+                for a in &args[1..] {
+                    let items: Vec<&ast::Expr> = match a {
+                        ast::Expr::Nested(e) => vec![&**e],
+                        ast::Expr::Tuple(es) => es.iter().collect(),
+                        other => vec![*other],
+                    };
+                    if items.len() > key_cols.len() {
+                        return Err(SqlError::new(
+                            sqlstate::SYNTAX_ERROR,
+                            format!(
+                                "split point {a} has {} values, the partition key {} columns",
+                                items.len(),
+                                key_cols.len()
+                            ),
+                        ));
+                    }
+                    let mut values = Vec::new();
+                    for (e, c) in items.iter().zip(&key_cols) {
+                        let v = constant(e, table.columns[*c].ty)?;
+                        if v.is_null() {
+                            return Err(SqlError::new(
+                                sqlstate::NOT_NULL_VIOLATION,
+                                "a split point cannot be NULL",
+                            ));
+                        }
+                        values.push(v);
+                    }
+                    points.push(values);
+                }
+                Ok(Bound::SplitAt { table, points })
+            }
+            _ => Err(SqlError::unsupported(format!("CALL {name}"))),
         }
     }
 
@@ -564,10 +842,8 @@ impl<'a> Binder<'a> {
         if ct.query.is_some() {
             return Err(SqlError::unsupported("CREATE TABLE ... AS"));
         }
-        if ct.like.is_some() || ct.partition_by.is_some() || ct.inherits.is_some() {
-            return Err(SqlError::unsupported(
-                "CREATE TABLE LIKE/PARTITION BY/INHERITS",
-            ));
+        if ct.like.is_some() || ct.inherits.is_some() {
+            return Err(SqlError::unsupported("CREATE TABLE LIKE/INHERITS"));
         }
         let name = object_name(&ct.name)?;
         let mut columns: Vec<ColumnDef> = Vec::new();
@@ -701,6 +977,7 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        let primary_declared = primary_key.is_some();
         let primary_key = match primary_key {
             Some(pk) => pk,
             None => {
@@ -714,12 +991,17 @@ impl<'a> Binder<'a> {
                 vec![columns.len() - 1]
             }
         };
+        let placement = match &ct.partition_by {
+            None => PlacementSpec::default(),
+            Some(e) => bind_partition_by(e, &columns, &primary_key, primary_declared)?,
+        };
         let mut def = TableDef {
             id: 0,
             name,
             columns,
             primary_key,
             indexes: Vec::new(),
+            placement,
         };
         def.indexes.extend(def.pkey_index());
         let mut taken: Vec<String> = vec![def.name.clone()];
@@ -938,6 +1220,7 @@ impl<'a> Binder<'a> {
             table_name: table.name.clone(),
             column_types: table.columns.iter().map(|c| c.ty).collect(),
             primary_key: table.primary_key.clone(),
+            placement: table.placement.clone(),
             access: Access::Full,
             filter: None,
         }
@@ -3690,6 +3973,7 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
             table_name,
             column_types,
             primary_key,
+            placement,
             access,
             filter,
         } => {
@@ -3724,6 +4008,7 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
                 table_name,
                 column_types,
                 primary_key,
+                placement,
                 access,
                 filter: and_all(ship),
             };

@@ -17,7 +17,8 @@
 use crate::catalog::SystemView;
 use crate::catalog::system::TxnRow;
 use crate::error::{SqlError, SqlResult, sqlstate};
-use crate::placement::Placement;
+use crate::placement::router::route_scan;
+use crate::placement::{PlacementManager, ShardMap, TableRoute};
 use crate::rpc::{IndexScanRequest, ScanRequest, ShardRequest, ShardResponse, ShardStats};
 use crate::shard::keys;
 use crate::sql::access;
@@ -34,13 +35,15 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Rows examined per shard scan request.
 pub const SCAN_PAGE: usize = 1024;
 
 pub struct Executor<'a> {
     pub coord: &'a Coordinator,
-    pub placement: &'a Placement,
+    /// The shard map this statement routes with (one snapshot for the whole statement).
+    pub map: Arc<ShardMap>,
     pub read_ts: u64,
     /// The transaction the statement runs in, sent with every read (own intents, READ
     /// UNCOMMITTED, SERIALIZABLE locks); `None` for a plain snapshot read.
@@ -87,13 +90,13 @@ fn encode_tuple(values: &[Value], types: &[DataType]) -> Vec<u8> {
 impl<'a> Executor<'a> {
     pub fn new(
         coord: &'a Coordinator,
-        placement: &'a Placement,
+        placement: &PlacementManager,
         read_ts: u64,
         params: &'a [Value],
     ) -> Executor<'a> {
         Executor {
             coord,
-            placement,
+            map: placement.current(),
             read_ts,
             txn: None,
             params,
@@ -148,10 +151,14 @@ impl<'a> Executor<'a> {
                 table_id,
                 column_types,
                 primary_key,
+                placement,
                 access,
                 filter,
                 ..
-            } => self.scan(*table_id, column_types, primary_key, access, filter, outer),
+            } => {
+                let route = TableRoute::new(*table_id, placement, primary_key, column_types);
+                self.scan(&route, column_types, access, filter, outer)
+            }
             Plan::SystemScan { view } => self.system_scan(*view),
             Plan::Values { rows, .. } => {
                 let ctx = self.ctx(outer);
@@ -270,15 +277,41 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Wraps a read request with this statement's map version (see `rpc::ShardRequest::Routed`).
+    fn routed(&self, request: ShardRequest) -> ShardRequest {
+        ShardRequest::routed(self.map.version, Some(self.read_ts), request)
+    }
+
+    /// The shards a scan of `route`'s table must visit.
+    pub fn scan_shards(
+        &self,
+        route: &TableRoute,
+        access: &Access,
+        filter: Option<&Expr>,
+        outer: &[&[Value]],
+    ) -> Vec<usize> {
+        let ctx = self.ctx(outer);
+        route_scan(&self.map, route, access, filter, &|e| e.eval(&[], &ctx)).shards
+    }
+
+    /// Drops rows a shard returned that it does not own, while a map change may have left
+    /// copies on two shards (`ShardMap::filter_unowned`).
+    fn keep_owned(&self, route: &TableRoute, shard: usize, rows: &mut Vec<Row>) {
+        if self.map.filter_unowned {
+            rows.retain(|r| self.map.owner_of_row(route, r) == shard);
+        }
+    }
+
     fn scan(
         &self,
-        table_id: u32,
+        route: &TableRoute,
         column_types: &[DataType],
-        primary_key: &[usize],
         access: &Access,
         filter: &Option<Expr>,
         outer: &[&[Value]],
     ) -> SqlResult<Vec<Row>> {
+        let table_id = route.table_id;
+        let primary_key = &route.pk;
         match access {
             Access::Point { key } => {
                 let ctx = self.ctx(outer);
@@ -290,14 +323,14 @@ impl<'a> Executor<'a> {
                     }
                     keycode::encode_key_value(&v, column_types[*col], &mut encoded);
                 }
-                let shard = self.placement.shard_for_key(&encoded);
+                let shard = self.map.owner_of_pk(route, &encoded)?;
                 let resp = self.coord.call(
                     shard,
-                    ShardRequest::Get {
+                    self.routed(ShardRequest::Get {
                         key: keys::row_key(table_id, &encoded),
                         read_ts: self.read_ts,
                         txn: self.txn,
-                    },
+                    }),
                 )?;
                 let ShardResponse::Row(row) = resp else {
                     return Err(SqlError::internal("unexpected shard response to Get"));
@@ -313,30 +346,39 @@ impl<'a> Executor<'a> {
                     None => Ok(Vec::new()),
                 }
             }
-            Access::Index(ix) => self.index_scan(ix, filter, outer),
+            Access::Index(ix) => {
+                let shards = self.scan_shards(route, access, filter.as_ref(), outer);
+                self.index_scan(route, &shards, ix, filter, outer)
+            }
             Access::Full => {
+                let shards = self.scan_shards(route, access, filter.as_ref(), outer);
                 let filter = match filter {
                     Some(f) => Some(f.bind_runtime(self.params, outer)?),
                     None => None,
                 };
                 let mut out = Vec::new();
-                for shard in 0..self.placement.shard_count() {
+                for shard in shards {
                     let mut start = Bound::Included(keys::table_prefix(table_id));
                     loop {
                         let resp = self.coord.call(
                             shard,
-                            ShardRequest::Scan(ScanRequest {
+                            self.routed(ShardRequest::Scan(ScanRequest {
                                 start: start.clone(),
                                 end: Bound::Excluded(keys::table_end(table_id)),
                                 read_ts: self.read_ts,
                                 limit: SCAN_PAGE,
                                 filter: filter.clone(),
                                 txn: self.txn,
-                            }),
+                            })),
                         )?;
-                        let ShardResponse::Rows { rows, resume_after } = resp else {
+                        let ShardResponse::Rows {
+                            mut rows,
+                            resume_after,
+                        } = resp
+                        else {
                             return Err(SqlError::internal("unexpected shard response to Scan"));
                         };
+                        self.keep_owned(route, shard, &mut rows);
                         self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
                         out.extend(rows);
                         match resume_after {
@@ -354,6 +396,8 @@ impl<'a> Executor<'a> {
     /// scan), paging with `resume_after`, stopping a shard after the top-N limit if any.
     fn index_scan(
         &self,
+        route: &TableRoute,
+        shards: &[usize],
         ix: &IndexAccess,
         filter: &Option<Expr>,
         outer: &[&[Value]],
@@ -390,7 +434,7 @@ impl<'a> Executor<'a> {
             None => None,
         };
         let mut out = Vec::new();
-        for shard in 0..self.placement.shard_count() {
+        for &shard in shards {
             let mut taken = 0usize;
             'ranges: for (start, end) in &ranges {
                 let (mut start, mut end) = (start.clone(), end.clone());
@@ -400,7 +444,7 @@ impl<'a> Executor<'a> {
                     }
                     let resp = self.coord.call(
                         shard,
-                        ShardRequest::IndexScan(IndexScanRequest {
+                        self.routed(ShardRequest::IndexScan(IndexScanRequest {
                             index_id: ix.index_id,
                             start: start.clone(),
                             end: end.clone(),
@@ -409,11 +453,16 @@ impl<'a> Executor<'a> {
                             limit: SCAN_PAGE,
                             filter: filter.clone(),
                             txn: self.txn,
-                        }),
+                        })),
                     )?;
-                    let ShardResponse::Rows { rows, resume_after } = resp else {
+                    let ShardResponse::Rows {
+                        mut rows,
+                        resume_after,
+                    } = resp
+                    else {
                         return Err(SqlError::internal("unexpected shard response to IndexScan"));
                     };
+                    self.keep_owned(route, shard, &mut rows);
                     let rows: Vec<Row> = rows.into_iter().take(per_shard - taken).collect();
                     taken += rows.len();
                     self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
@@ -432,8 +481,8 @@ impl<'a> Executor<'a> {
     /// Rows of a system view from this statement's statistics snapshot.
     fn system_scan(&self, view: SystemView) -> SqlResult<Vec<Row>> {
         let rows = if view == SystemView::IndexCheck {
-            let mut checks = Vec::with_capacity(self.placement.shard_count());
-            for shard in 0..self.placement.shard_count() {
+            let mut checks = Vec::with_capacity(self.coord.shard_count());
+            for shard in 0..self.coord.shard_count() {
                 match self.coord.call(shard, ShardRequest::CheckIndexes)? {
                     ShardResponse::IndexChecks(results) => checks.push((shard, results)),
                     _ => {
@@ -469,7 +518,7 @@ impl<'a> Executor<'a> {
                 .collect();
             let mut locks = Vec::new();
             let mut shard_txns = Vec::new();
-            for shard in 0..self.placement.shard_count() {
+            for shard in 0..self.coord.shard_count() {
                 match self.coord.call(shard, ShardRequest::Locks)? {
                     ShardResponse::Locks { locks: l, txns: t } => {
                         locks.push((shard, l));
@@ -495,8 +544,8 @@ impl<'a> Executor<'a> {
         if let Some(stats) = self.shard_stats.borrow().as_ref() {
             return Ok(stats.clone());
         }
-        let mut all = Vec::with_capacity(self.placement.shard_count());
-        for shard in 0..self.placement.shard_count() {
+        let mut all = Vec::with_capacity(self.coord.shard_count());
+        for shard in 0..self.coord.shard_count() {
             match self.coord.call(shard, ShardRequest::Stats)? {
                 ShardResponse::Stats(stats) => all.push(*stats),
                 _ => return Err(SqlError::internal("unexpected shard response to Stats")),

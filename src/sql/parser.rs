@@ -12,6 +12,65 @@ use sqlparser::parser::{Parser, ParserError};
 const RECURSION_LIMIT: usize = 200;
 
 pub fn parse_statements(sql: &str) -> SqlResult<Vec<ast::Statement>> {
+    if let Some(call) = rewrite_placement_command(sql) {
+        return parse_plain(&call);
+    }
+    parse_plain(sql)
+}
+
+/// The placement commands sqlparser has no grammar for, as calls of internal procedures that
+/// the binder knows (`Binder::bind_cluster_command`):
+///
+/// ```text
+/// ALTER CLUSTER ADD SHARD             → CALL sharddb_add_shard()
+/// ALTER CLUSTER REMOVE SHARD n        → CALL sharddb_remove_shard(n)
+/// ALTER TABLE t SPLIT AT (v), (w, x)  → CALL sharddb_split_at('t', (v), (w, x))
+/// ```
+/// Recognized only as a whole statement (psql and drivers send one statement at a time).
+fn rewrite_placement_command(sql: &str) -> Option<String> {
+    let text = sql.trim().trim_end_matches(';').trim_end();
+    let mut words = text.split_whitespace();
+    let w = |s: Option<&str>| s.map(str::to_ascii_lowercase);
+    if w(words.next()).as_deref() != Some("alter") {
+        return None;
+    }
+    match w(words.next()).as_deref() {
+        Some("cluster") => {
+            let verb = w(words.next())?;
+            if w(words.next()).as_deref() != Some("shard") {
+                return None;
+            }
+            let rest: Vec<&str> = words.collect();
+            match (verb.as_str(), rest.as_slice()) {
+                ("add", []) => Some("CALL sharddb_add_shard()".into()),
+                ("remove", [n]) => Some(format!("CALL sharddb_remove_shard({n})")),
+                _ => None,
+            }
+        }
+        Some("table") => {
+            let name = words.next()?;
+            if w(words.next()).as_deref() != Some("split")
+                || w(words.next()).as_deref() != Some("at")
+            {
+                return None;
+            }
+            // The rest of the text after "AT", verbatim.
+            let at = text.to_ascii_lowercase().find(" split ")?;
+            let after_split = &text[at + " split ".len()..];
+            let rest = after_split.trim_start()[2..].trim_start();
+            let name = name.trim_matches('"').replace('\'', "''");
+            let name = if sql.contains(&format!("\"{name}\"")) {
+                name
+            } else {
+                name.to_lowercase()
+            };
+            Some(format!("CALL sharddb_split_at('{name}', {rest})"))
+        }
+        _ => None,
+    }
+}
+
+fn parse_plain(sql: &str) -> SqlResult<Vec<ast::Statement>> {
     Parser::new(&PostgreSqlDialect {})
         .with_recursion_limit(RECURSION_LIMIT)
         .try_with_sql(sql)

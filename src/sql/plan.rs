@@ -133,6 +133,8 @@ pub enum Plan {
         column_types: Vec<DataType>,
         /// Primary-key column positions in key order.
         primary_key: Vec<usize>,
+        /// How the table is placed (routes the scan to the shards that can hold its rows).
+        placement: crate::placement::PlacementSpec,
         access: Access,
         /// Runs on the shard; always shippable.
         filter: Option<Expr>,
@@ -211,6 +213,7 @@ impl Plan {
                 table_name,
                 column_types,
                 primary_key,
+                placement,
                 access,
                 filter,
             } => Plan::Scan {
@@ -218,6 +221,7 @@ impl Plan {
                 table_name,
                 column_types,
                 primary_key,
+                placement,
                 access: match access {
                     Access::Full => Access::Full,
                     Access::Point { key } => Access::Point { key: all(key, f)? },
@@ -366,11 +370,53 @@ impl Plan {
     /// An indented, human-readable rendering for EXPLAIN.
     pub fn explain(&self) -> Vec<String> {
         let mut out = Vec::new();
-        self.explain_into(0, &mut out);
+        self.explain_into(0, &mut out, None);
         out
     }
 
-    fn explain_into(&self, depth: usize, out: &mut Vec<String>) {
+    /// EXPLAIN with each scan's shards under `map` (values known at planning: literals;
+    /// parameters route at execution and show as a scatter here).
+    pub fn explain_routed(&self, map: &crate::placement::ShardMap) -> Vec<String> {
+        let mut out = Vec::new();
+        self.explain_into(0, &mut out, Some(map));
+        out
+    }
+
+    /// The shards a scan touches under `map`, as EXPLAIN shows them.
+    pub fn scan_route(
+        &self,
+        map: &crate::placement::ShardMap,
+    ) -> Option<crate::placement::router::ScanRoute> {
+        let Plan::Scan {
+            table_id,
+            column_types,
+            primary_key,
+            placement,
+            access,
+            filter,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let route =
+            crate::placement::TableRoute::new(*table_id, placement, primary_key, column_types);
+        let ctx = crate::sql::expr::EvalContext::empty();
+        Some(crate::placement::router::route_scan(
+            map,
+            &route,
+            access,
+            filter.as_ref(),
+            &|e| e.eval(&[], &ctx),
+        ))
+    }
+
+    fn explain_into(
+        &self,
+        depth: usize,
+        out: &mut Vec<String>,
+        map: Option<&crate::placement::ShardMap>,
+    ) {
         let pad = if depth == 0 {
             String::new()
         } else {
@@ -383,14 +429,40 @@ impl Plan {
                 filter,
                 ..
             } => {
+                let route = map.and_then(|m| self.scan_route(m));
+                let shards_text = |r: &crate::placement::router::ScanRoute| match r.shards.len() {
+                    0 => "no shards".to_string(),
+                    1 => format!("shard {}", r.shards[0]),
+                    _ => format!(
+                        "shards {}",
+                        r.shards
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let pruned = route
+                    .as_ref()
+                    .filter(|r| r.reason != crate::placement::router::RouteReason::All);
                 let how = match access {
-                    Access::Full => "Scan on all shards".to_string(),
-                    Access::Point { .. } => {
-                        format!("Point lookup using {table_name}_pkey on one shard")
-                    }
+                    Access::Full => match pruned {
+                        Some(r) => format!("Scan on {} ({})", shards_text(r), r.reason.describe()),
+                        None => "Scan on all shards".to_string(),
+                    },
+                    Access::Point { .. } => match pruned {
+                        Some(r) => {
+                            format!("Point lookup using {table_name}_pkey on {}", shards_text(r))
+                        }
+                        None => format!("Point lookup using {table_name}_pkey on one shard"),
+                    },
                     Access::Index(ix) => {
+                        let where_ = match pruned {
+                            Some(r) => format!("{}, {}", shards_text(r), r.reason.describe()),
+                            None => "all shards".to_string(),
+                        };
                         let mut line = format!(
-                            "{}using {} on {table_name} (all shards",
+                            "{}using {} on {table_name} ({where_}",
                             if ix.reverse {
                                 "Index Scan Backward "
                             } else {
@@ -462,10 +534,10 @@ impl Plan {
             | Plan::Aggregate { input, .. }
             | Plan::Sort { input, .. }
             | Plan::Limit { input, .. }
-            | Plan::Distinct { input, .. } => input.explain_into(depth + 1, out),
+            | Plan::Distinct { input, .. } => input.explain_into(depth + 1, out, map),
             Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
-                left.explain_into(depth + 1, out);
-                right.explain_into(depth + 1, out);
+                left.explain_into(depth + 1, out, map);
+                right.explain_into(depth + 1, out, map);
             }
         }
     }

@@ -14,7 +14,7 @@
 use crate::catalog::{Catalog, IndexDef, Relation, TableDef};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::id::SnowflakeGenerator;
-use crate::placement::Placement;
+use crate::placement::{PlacementManager, TableRoute};
 use crate::rpc::ScanRequest;
 use crate::rpc::{
     KeyState, LocalShardClient, RowWrite, ShardClient, ShardRequest, ShardResponse, TxnWrite,
@@ -54,13 +54,17 @@ pub struct DbOptions {
     pub statement_mem_bytes: usize,
     /// The `deadlock_policy` sessions start with.
     pub deadlock_policy: DeadlockPolicy,
+    /// Points per shard on the consistent-hash ring of a new data directory.
+    pub vnodes: u32,
 }
 
 pub struct Database {
     pub catalog: Catalog,
     pub coordinator: Coordinator,
-    pub placement: Placement,
+    pub placement: PlacementManager,
     pub ids: SnowflakeGenerator,
+    /// Opens (creating if needed) the shard with a given id, for ALTER CLUSTER ADD SHARD.
+    new_shard: Box<dyn Fn(usize) -> SqlResult<Arc<dyn ShardClient>> + Send + Sync>,
     pub statement_mem_bytes: usize,
     pub deadlock_policy: DeadlockPolicy,
 }
@@ -109,7 +113,7 @@ impl Database {
             }
             Err(e) => return Err(io("cannot read", &cluster_path, e)),
         };
-        let engine_opts = || EngineOptions {
+        let engine_opts = move || EngineOptions {
             memtable_limit_bytes: opts.memtable_limit_bytes,
             block_cache_bytes: opts.block_cache_bytes / (shards + 1),
             sync: if opts.sync {
@@ -131,15 +135,41 @@ impl Database {
             wounds: wounds.clone(),
             ..Default::default()
         };
-        let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(shards);
-        for i in 0..shards {
-            let dir = opts.data_dir.join(format!("shard-{i}"));
+        // The shard map is authoritative for which shards exist (shards added online are
+        // not in cluster.json, which only seeds the first map).
+        let placement = PlacementManager::load(meta.clone(), shards, opts.vnodes)?;
+        let slots = placement
+            .current()
+            .shards()
+            .iter()
+            .max()
+            .map_or(1, |m| m + 1);
+        let data_dir = opts.data_dir.clone();
+        let pool_bytes = opts.index_pool_bytes / shards;
+        let (mem_opts, sync) = (opts.memtable_limit_bytes, opts.sync);
+        let cache = opts.block_cache_bytes / (shards + 1);
+        let new_shard = move |i: usize| -> SqlResult<Arc<dyn ShardClient>> {
+            let dir = data_dir.join(format!("shard-{i}"));
             let index_opts = crate::shard::indexes::IndexOptions {
-                pool_bytes: opts.index_pool_bytes / shards,
+                pool_bytes,
                 ..Default::default()
             };
-            let shard = Shard::open_with(i, &dir, engine_opts(), index_opts, txn_opts.clone())?;
-            clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
+            let engine_opts = EngineOptions {
+                memtable_limit_bytes: mem_opts,
+                block_cache_bytes: cache,
+                sync: if sync {
+                    SyncMode::Fsync
+                } else {
+                    SyncMode::None
+                },
+                ..EngineOptions::default()
+            };
+            let shard = Shard::open_with(i, &dir, engine_opts, index_opts, txn_opts.clone())?;
+            Ok(Arc::new(LocalShardClient::new(Arc::new(shard))))
+        };
+        let mut clients: Vec<Arc<dyn ShardClient>> = Vec::with_capacity(slots);
+        for i in 0..slots {
+            clients.push(new_shard(i)?);
         }
         let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds);
         coordinator.recover()?;
@@ -149,11 +179,299 @@ impl Database {
             deadlock_policy: opts.deadlock_policy,
             catalog,
             coordinator,
-            placement: Placement::new(shards),
+            placement,
             ids: SnowflakeGenerator::new(0),
+            new_shard: Box::new(new_shard),
         };
         db.retain_indexes()?;
+        let mover = db.mover();
+        mover.install(&db.placement.current())?;
+        mover.recover()?;
         Ok(Arc::new(db))
+    }
+
+    /// Gives a new range-placed table its first range (SPLIT AT spreads it).
+    fn place_range_table(&self, table: &TableDef) -> SqlResult<()> {
+        let _change = self.placement.change.lock();
+        let cur = self.placement.current();
+        if cur.range_map(table.id).is_some() {
+            return Ok(());
+        }
+        // The shard a range table missing from the map is read from (`ShardMap::owner_of_key`),
+        // so a statement routed before this change wrote where this map looks.
+        let owner = cur.shards()[0];
+        let next = cur.next(|m| {
+            m.set_range_map(
+                table.id,
+                crate::placement::range_map::RangeMap::single(owner),
+            )
+        });
+        // Nothing to move (the table is empty): a version bump without a data move.
+        self.switch_empty(next)
+    }
+
+    /// Publishes a map change that moves no rows. Every existing row keeps its shard, so
+    /// snapshots stay valid (the effective timestamp is kept) and no writer needs holding off;
+    /// statements routed with the old version are refused and routed again.
+    fn switch_empty(&self, next: crate::placement::ShardMap) -> SqlResult<()> {
+        self.placement.publish(next.clone())?;
+        self.mover().install(&next)
+    }
+
+    /// ALTER CLUSTER ADD SHARD: opens a shard under the next id and moves to it the keys the
+    /// ring gives it (and nothing of range tables).
+    pub fn add_shard(&self) -> SqlResult<(usize, (u64, crate::placement::rebalance::MoveReport))> {
+        let _change = self.placement.change.lock();
+        let cur = self.placement.current();
+        let id = self.coordinator.shard_count();
+        if id > 1023 {
+            return Err(SqlError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                "a cluster has at most 1024 shards",
+            ));
+        }
+        let client = (self.new_shard)(id)?;
+        // A directory left by an add that crashed before its switch holds nothing owned:
+        // `Mover::recover` removed its rows, or they are removed here.
+        let id2 = self.coordinator.add_shard(client);
+        debug_assert_eq!(id, id2);
+        // The new shard starts with every secondary index (empty), so copied rows are indexed.
+        let read_ts = self.coordinator.begin_read().ts();
+        for table in self.catalog.tables() {
+            for index in table.secondary_indexes() {
+                self.coordinator.call(
+                    id,
+                    ShardRequest::CreateIndex {
+                        spec: index.spec(&table),
+                        read_ts,
+                    },
+                )?;
+            }
+        }
+        self.coordinator.call(
+            id,
+            ShardRequest::InstallMap {
+                map_version: cur.version,
+                effective_ts: cur.effective_ts,
+            },
+        )?;
+        crate::placement::rebalance::drop_unowned_on(&self.coordinator, &self.catalog, &cur, id)?;
+        let next = cur.next(|m| m.add_shard(id));
+        let version = next.version;
+        let report = self.mover().change_map(next)?;
+        Ok((id, (version, report)))
+    }
+
+    /// ALTER CLUSTER REMOVE SHARD n: its arcs go to the ring neighbours, its ranges to the
+    /// least loaded shards, and its rows follow. The shard's files stay (unused).
+    pub fn remove_shard(
+        &self,
+        shard: usize,
+    ) -> SqlResult<(u64, crate::placement::rebalance::MoveReport)> {
+        let _change = self.placement.change.lock();
+        let cur = self.placement.current();
+        if !cur.shards().contains(&shard) {
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_OBJECT,
+                format!("shard {shard} is not in the cluster"),
+            ));
+        }
+        if cur.shards().len() == 1 {
+            return Err(SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "cannot remove the last shard",
+            ));
+        }
+        let next = cur.next(|m| {
+            m.remove_shard(shard);
+            let tables: Vec<u32> = m.range_tables().map(|(t, _)| *t).collect();
+            for t in tables {
+                let mut rm = m.range_map(t).expect("listed").clone();
+                for i in 0..rm.owners().len() {
+                    if rm.owners()[i] == shard {
+                        let to = m.least_loaded(Some(shard));
+                        rm.assign(i, to);
+                        m.set_range_map(t, rm.clone());
+                    }
+                }
+            }
+        });
+        let version = next.version;
+        Ok((version, self.mover().change_map(next)?))
+    }
+
+    /// ALTER TABLE t SPLIT AT: each point splits the range holding it; the upper part goes to
+    /// the least loaded shard (other than the range's owner when there is one) and its rows
+    /// move there.
+    pub fn split_at(
+        &self,
+        table: &TableDef,
+        points: &[Vec<Value>],
+    ) -> SqlResult<(u64, crate::placement::rebalance::MoveReport)> {
+        let _change = self.placement.change.lock();
+        match self.catalog.get(&table.name) {
+            Some(Relation::Table(t)) if t.id == table.id => {}
+            _ => return Err(crate::catalog::undefined_table(&table.name)),
+        }
+        let cur = self.placement.current();
+        let route = TableRoute::for_table(table);
+        let mut rm = cur
+            .range_map(table.id)
+            .cloned()
+            .unwrap_or_else(|| crate::placement::range_map::RangeMap::single(cur.shards()[0]));
+        let mut next = cur.next(|_| {});
+        let mut changed = false;
+        for p in points {
+            let key = route.key_of_values(p);
+            let holder = rm.owner(&key);
+            next.set_range_map(table.id, rm.clone());
+            let to = next.least_loaded(Some(holder));
+            changed |= rm.split(key, to);
+        }
+        if !changed {
+            return Err(SqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "every split point already is one",
+            ));
+        }
+        next.set_range_map(table.id, rm);
+        let version = next.version;
+        Ok((version, self.mover().change_map(next)?))
+    }
+
+    /// SHOW SHARDS: one row per live shard (rows counted by scanning: exact, not cheap).
+    fn show_shards(&self) -> SqlResult<Outcome> {
+        let map = self.placement.current();
+        let shares = map.ring().shares();
+        let counts = self.count_rows(&map)?;
+        let mut ranges: BTreeMap<usize, i64> = BTreeMap::new();
+        for (_, rm) in map.range_tables() {
+            for o in rm.owners() {
+                *ranges.entry(*o).or_default() += 1;
+            }
+        }
+        let rows: Vec<Row> = map
+            .shards()
+            .iter()
+            .map(|s| {
+                vec![
+                    Value::Int(*s as i64),
+                    Value::Text("active".into()),
+                    Value::Float(
+                        (shares.get(s).copied().unwrap_or(0.0) * 10_000.0).round() / 100.0,
+                    ),
+                    Value::Int(i64::from(map.ring().vnodes())),
+                    Value::Int(ranges.get(s).copied().unwrap_or(0)),
+                    Value::Int(
+                        counts
+                            .iter()
+                            .filter(|c| c.1 == *s)
+                            .map(|c| c.3)
+                            .sum::<u64>() as i64,
+                    ),
+                    Value::Int(map.version as i64),
+                ]
+            })
+            .collect();
+        Ok(Outcome::Rows {
+            columns: shard_columns(),
+            tag: format!("SHOW {}", rows.len()),
+            rows,
+        })
+    }
+
+    /// SHOW RANGES: the ranges of every range-placed table, in key order.
+    fn show_ranges(&self) -> SqlResult<Outcome> {
+        let map = self.placement.current();
+        let counts = self.count_rows(&map)?;
+        let mut rows = Vec::new();
+        let mut tables = self.catalog.tables();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        for t in tables {
+            if t.placement.kind != crate::placement::PlacementKind::Range {
+                continue;
+            }
+            let route = TableRoute::for_table(&t);
+            let single = crate::placement::range_map::RangeMap::single(map.shards()[0]);
+            let rm = map.range_map(t.id).unwrap_or(&single);
+            let show = |k: Option<&[u8]>, inf: &str| -> String {
+                let Some(mut k) = k else {
+                    return inf.to_string();
+                };
+                let mut parts = Vec::new();
+                for ty in &route.key_types {
+                    match keycode::decode_key_value(&mut k, *ty) {
+                        Ok(v) => parts.push(
+                            crate::types::format::format_text(&v, *ty)
+                                .unwrap_or_else(|| "NULL".into()),
+                        ),
+                        Err(_) => break,
+                    }
+                    if k.is_empty() {
+                        break;
+                    }
+                }
+                format!("({})", parts.join(", "))
+            };
+            for (i, (start, end, owner)) in rm.ranges().into_iter().enumerate() {
+                let n: u64 = counts
+                    .iter()
+                    .filter(|c| c.0 == t.id && c.2 == Some(i))
+                    .map(|c| c.3)
+                    .sum();
+                rows.push(vec![
+                    Value::Text(t.name.clone()),
+                    Value::Text(show(start, "-infinity")),
+                    Value::Text(show(end, "+infinity")),
+                    Value::Int(owner as i64),
+                    Value::Int(n as i64),
+                ]);
+            }
+        }
+        Ok(Outcome::Rows {
+            columns: range_columns(),
+            tag: format!("SHOW {}", rows.len()),
+            rows,
+        })
+    }
+
+    /// Rows owned per (table, shard, range index for range tables), counted by scanning.
+    fn count_rows(
+        &self,
+        map: &crate::placement::ShardMap,
+    ) -> SqlResult<Vec<(u32, usize, Option<usize>, u64)>> {
+        let snapshot = self.coordinator.begin_read();
+        let mut out: BTreeMap<(u32, usize, Option<usize>), u64> = BTreeMap::new();
+        for t in self.catalog.tables() {
+            let route = TableRoute::for_table(&t);
+            for &shard in map.shards() {
+                self.mover()
+                    .for_each_page(&t, shard, snapshot.ts(), &mut |rows| {
+                        for r in rows {
+                            if map.owner_of_row(&route, &r) != shard {
+                                continue;
+                            }
+                            let range = match route.kind {
+                                crate::placement::PlacementKind::Range => map
+                                    .range_map(t.id)
+                                    .map(|rm| rm.range_of(&route.key_of_row(&r))),
+                                crate::placement::PlacementKind::Hash => None,
+                            };
+                            *out.entry((t.id, shard, range)).or_default() += 1;
+                        }
+                        Ok(())
+                    })?;
+            }
+        }
+        Ok(out.into_iter().map(|((t, s, r), n)| (t, s, r, n)).collect())
+    }
+
+    pub fn mover(&self) -> crate::placement::rebalance::Mover<'_> {
+        crate::placement::rebalance::Mover {
+            coord: &self.coordinator,
+            catalog: &self.catalog,
+            placement: &self.placement,
+        }
     }
 
     /// Tells every shard which indexes the catalog names, so index files built by a CREATE
@@ -161,7 +479,7 @@ impl Database {
     /// shard-side part did not happen, are removed.
     fn retain_indexes(&self) -> SqlResult<()> {
         let ids = self.catalog.secondary_index_ids();
-        for shard in 0..self.placement.shard_count() {
+        for shard in 0..self.coordinator.shard_count() {
             match self.coordinator.call(
                 shard,
                 ShardRequest::RetainIndexes {
@@ -179,7 +497,7 @@ impl Database {
 
     /// Sends `request` to every shard, in shard order.
     pub fn call_all(&self, request: impl Fn() -> ShardRequest) -> SqlResult<Vec<ShardResponse>> {
-        (0..self.placement.shard_count())
+        (0..self.coordinator.shard_count())
             .map(|shard| self.coordinator.call(shard, request()))
             .collect()
     }
@@ -187,7 +505,7 @@ impl Database {
     /// Drops an index on every shard, best effort (a failure is logged: the index is no longer
     /// in the catalog, and `RetainIndexes` at the next start removes what is left).
     fn drop_index_on_shards(&self, index_id: u32) {
-        for shard in 0..self.placement.shard_count() {
+        for shard in 0..self.coordinator.shard_count() {
             if let Err(e) = self
                 .coordinator
                 .call(shard, ShardRequest::DropIndex { index_id })
@@ -208,7 +526,7 @@ impl Database {
         let spec = index.spec(table);
         let started = std::time::Instant::now();
         // The shards build at once: each scans, sorts and loads only its own rows.
-        let requests = (0..self.placement.shard_count())
+        let requests = (0..self.coordinator.shard_count())
             .map(|shard| {
                 let request = ShardRequest::CreateIndex {
                     spec: spec.clone(),
@@ -250,7 +568,7 @@ impl Database {
         read_ts: u64,
         f: &mut dyn FnMut(usize, Vec<Row>) -> SqlResult<()>,
     ) -> SqlResult<()> {
-        for shard in 0..self.placement.shard_count() {
+        for shard in 0..self.coordinator.shard_count() {
             let mut start = std::ops::Bound::Included(keys::table_prefix(table.id));
             loop {
                 let resp = self.coordinator.call(
@@ -393,6 +711,71 @@ fn ensure_current(db: &Database, planned: &TableDef) -> SqlResult<()> {
 
 /// Errors that mean DDL changed what the statement was planned against: its table's
 /// definition, or an index its plan reads that was dropped meanwhile.
+fn column(name: &str, ty: DataType) -> OutputColumn {
+    OutputColumn {
+        name: name.into(),
+        ty,
+    }
+}
+
+fn shard_columns() -> Vec<OutputColumn> {
+    vec![
+        column("shard", DataType::Int8),
+        column("state", DataType::Text),
+        column("ring_share_pct", DataType::Float8),
+        column("vnodes", DataType::Int8),
+        column("ranges", DataType::Int8),
+        column("rows", DataType::Int8),
+        column("map_version", DataType::Int8),
+    ]
+}
+
+fn range_columns() -> Vec<OutputColumn> {
+    vec![
+        column("table_name", DataType::Text),
+        column("range_start", DataType::Text),
+        column("range_end", DataType::Text),
+        column("shard", DataType::Int8),
+        column("rows", DataType::Int8),
+    ]
+}
+
+fn report_columns() -> Vec<OutputColumn> {
+    vec![
+        column("change", DataType::Text),
+        column("map_version", DataType::Int8),
+        column("rows_scanned", DataType::Int8),
+        column("rows_moved", DataType::Int8),
+        column("moved_pct", DataType::Float8),
+        column("bytes_moved", DataType::Int8),
+        column("rows_caught_up", DataType::Int8),
+        column("elapsed_ms", DataType::Int8),
+    ]
+}
+
+/// The one-row answer of a placement change: what moved.
+fn report_outcome(
+    change: String,
+    r: &(u64, crate::placement::rebalance::MoveReport),
+    tag: &str,
+) -> Outcome {
+    let (version, r) = r;
+    Outcome::Rows {
+        columns: report_columns(),
+        rows: vec![vec![
+            Value::Text(change),
+            Value::Int(*version as i64),
+            Value::Int(r.rows_scanned as i64),
+            Value::Int(r.rows_moved as i64),
+            Value::Float((r.moved_fraction() * 10_000.0).round() / 100.0),
+            Value::Int(r.bytes_moved as i64),
+            Value::Int(r.rows_caught_up as i64),
+            Value::Int(r.elapsed_ms as i64),
+        ]],
+        tag: tag.to_string(),
+    }
+}
+
 fn is_definition_changed(e: &SqlError) -> bool {
     (e.code == sqlstate::SERIALIZATION_FAILURE && e.message.ends_with(DEFINITION_CHANGED))
         || (e.code == sqlstate::UNDEFINED_OBJECT
@@ -644,6 +1027,7 @@ impl Session {
 
     fn binder(&self, param_types: &[Option<DataType>]) -> Binder<'_> {
         Binder::new(&self.db.catalog, param_types.to_vec())
+            .with_map(self.db.placement.current())
             .with_index_scans(
                 self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
             )
@@ -674,6 +1058,9 @@ impl Session {
                 name: "QUERY PLAN".into(),
                 ty: DataType::Text,
             }],
+            Bound::ShowShards => shard_columns(),
+            Bound::ShowRanges => range_columns(),
+            Bound::AddShard | Bound::RemoveShard(_) | Bound::SplitAt { .. } => report_columns(),
             Bound::Show { name } => vec![OutputColumn {
                 name: name.clone(),
                 ty: DataType::Text,
@@ -1065,6 +1452,12 @@ impl Session {
                 .bind_statement(stmt)?;
             match self.run_bound(bound, params, block) {
                 Err(e) if is_definition_changed(&e) && attempts < 3 => attempts += 1,
+                // Routed with a map that changed meanwhile: route again with the new one
+                // (a snapshot older than the new map fails again and reaches the client).
+                Err(e) if crate::error::is_stale_shard_map(&e) && attempts < 3 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2 << attempts));
+                }
                 other => return other,
             }
         }
@@ -1081,6 +1474,9 @@ impl Session {
             Bound::CreateIndex { .. } => Some("CREATE INDEX"),
             Bound::DropIndexes { .. } => Some("DROP INDEX"),
             Bound::DropTables { views: false, .. } => Some("DROP TABLE"),
+            Bound::AddShard => Some("ALTER CLUSTER ADD SHARD"),
+            Bound::RemoveShard(_) => Some("ALTER CLUSTER REMOVE SHARD"),
+            Bound::SplitAt { .. } => Some("ALTER TABLE ... SPLIT AT"),
             _ => None,
         };
         if let Some(what) = ddl
@@ -1108,6 +1504,32 @@ impl Session {
             Bound::Insert(p) => self.insert(p, params, block),
             Bound::Update(p) => self.update(p, params, block),
             Bound::Delete(p) => self.delete(p, params, block),
+            Bound::ShowShards => db.show_shards(),
+            Bound::ShowRanges => db.show_ranges(),
+            Bound::AddShard => {
+                let (shard, report) = db.add_shard()?;
+                Ok(report_outcome(
+                    format!("added shard {shard}"),
+                    &report,
+                    "ALTER CLUSTER",
+                ))
+            }
+            Bound::RemoveShard(shard) => {
+                let report = db.remove_shard(shard)?;
+                Ok(report_outcome(
+                    format!("removed shard {shard}"),
+                    &report,
+                    "ALTER CLUSTER",
+                ))
+            }
+            Bound::SplitAt { table, points } => {
+                let report = db.split_at(&table, &points)?;
+                Ok(report_outcome(
+                    format!("{} split point(s) on {}", points.len(), table.name),
+                    &report,
+                    "ALTER TABLE",
+                ))
+            }
             Bound::CreateTable { def, if_not_exists } => {
                 // The table is new, so its (empty) indexes are built at any snapshot.
                 let build = |t: &TableDef| -> SqlResult<()> {
@@ -1122,12 +1544,15 @@ impl Session {
                         db.drop_index_on_shards(i.id);
                     }
                 };
-                if db
+                match db
                     .catalog
                     .create_table(def.clone(), if_not_exists, &build, &undo)?
-                    .is_none()
                 {
-                    tracing::info!(table = %def.name, "relation already exists, skipping");
+                    None => tracing::info!(table = %def.name, "relation already exists, skipping"),
+                    Some(t) if t.placement.kind == crate::placement::PlacementKind::Range => {
+                        db.place_range_table(&t)?;
+                    }
+                    Some(_) => {}
                 }
                 Ok(Outcome::Command {
                     tag: "CREATE TABLE".into(),
@@ -1432,9 +1857,11 @@ impl Session {
         let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
             .with_txn(view.ctx)
             .with_mem_limit(db.statement_mem_bytes);
+        txn.map_version = exec.map.version;
         let source = exec.run(&p.source, &[])?;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
+        let route = TableRoute::for_table(table);
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
         let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
         let mut positions: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -1463,7 +1890,7 @@ impl Session {
             if !new_keys.insert(pk.clone()) {
                 return Err(duplicate_key(table, &row));
             }
-            let shard = db.placement.shard_for_key(&pk);
+            let shard = exec.map.owner_of_row(&route, &row);
             let mut value = Vec::with_capacity(64);
             row::encode_row(&row, &mut value);
             writes.entry(shard).or_default().push(TxnWrite {
@@ -1478,7 +1905,7 @@ impl Session {
             .iter()
             .map(|pk| keys::row_key(table.id, pk))
             .collect();
-        self.check_unique_indexes(txn, table, &inserted, &own, None)?;
+        self.check_unique_indexes(txn, &exec, table, &inserted, &own, None)?;
         let dups = db.coordinator.write(txn, writes)?;
         if let Some(ri) = first_duplicate(&dups, |shard, i| {
             positions.get(&shard).and_then(|p| p.get(i)).copied()
@@ -1500,6 +1927,7 @@ impl Session {
     fn check_unique_indexes(
         &self,
         txn: &mut Txn,
+        exec: &Executor<'_>,
         table: &TableDef,
         rows: &[Row],
         own: &HashSet<Vec<u8>>,
@@ -1508,6 +1936,8 @@ impl Session {
         const PROBE_BATCH: usize = 4096;
         let db = &self.db;
         let ctx = txn.ctx();
+        let route = TableRoute::for_table(table);
+        let map = &exec.map;
         for index in table.secondary_indexes().filter(|i| i.unique) {
             let cols: Vec<usize> = index.columns.iter().map(|c| c.column).collect();
             if let Some(changed) = changed
@@ -1547,22 +1977,37 @@ impl Session {
                 probe_rows.push(ri);
             }
             for (chunk_no, chunk) in probes.chunks(PROBE_BATCH).enumerate() {
-                for shard in 0..db.placement.shard_count() {
+                for &shard in map.shards() {
                     let resp = db.coordinator.call_txn(
                         txn,
                         shard,
-                        ShardRequest::UniqueCheck {
-                            index_id: index.id,
-                            probes: chunk.to_vec(),
-                            txn: Some(ctx),
-                        },
+                        ShardRequest::routed(
+                            map.version,
+                            None,
+                            ShardRequest::UniqueCheck {
+                                index_id: index.id,
+                                probes: chunk.to_vec(),
+                                txn: Some(ctx),
+                            },
+                        ),
                     )?;
                     let ShardResponse::UniqueHits(hits) = resp else {
                         return Err(SqlError::internal(
                             "unexpected shard response to UniqueCheck",
                         ));
                     };
-                    if let Some((pos, _)) = hits.iter().find(|(_, key)| !own.contains(key)) {
+                    // A copy left by a shard-map change on a shard that does not own it holds
+                    // nothing (its owner's row is the row).
+                    let owned = |key: &[u8]| {
+                        !map.filter_unowned
+                            || keys::split_row_key(key)
+                                .and_then(|(_, pk)| map.owner_of_pk(&route, pk).ok())
+                                .is_none_or(|o| o == shard)
+                    };
+                    if let Some((pos, _)) = hits
+                        .iter()
+                        .find(|(_, key)| !own.contains(key) && owned(key))
+                    {
                         let ri = probe_rows
                             .get(chunk_no * PROBE_BATCH + pos)
                             .ok_or_else(|| SqlError::internal("UniqueCheck hit out of range"))?;
@@ -1606,12 +2051,14 @@ impl Session {
             let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
                 .with_txn(scan_ctx)
                 .with_mem_limit(db.statement_mem_bytes);
+            txn.map_version = exec.map.version;
             let rows = exec.run(scan, &[])?;
+            let route = TableRoute::for_table(table);
             let mut by_shard: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
             for r in &rows {
                 let pk = encode_pk(r, &table.primary_key, &types);
                 by_shard
-                    .entry(db.placement.shard_for_key(&pk))
+                    .entry(exec.map.owner_of_row(&route, r))
                     .or_default()
                     .push(keys::row_key(table.id, &pk));
             }
@@ -1642,8 +2089,10 @@ impl Session {
         let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
             .with_txn(view.ctx)
             .with_mem_limit(db.statement_mem_bytes);
+        txn.map_version = exec.map.version;
         let ctx = exec.ctx(&[]);
         let table = &p.table;
+        let route = TableRoute::for_table(table);
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
         let mut new_rows = Vec::with_capacity(old_rows.len());
         let mut old_keys: HashSet<Vec<u8>> = HashSet::new();
@@ -1672,11 +2121,11 @@ impl Session {
             .map(|pk| keys::row_key(table.id, pk))
             .collect();
         let assigned: Vec<usize> = p.assignments.iter().map(|(c, _)| *c).collect();
-        self.check_unique_indexes(txn, table, &new_rows, &own, Some(&assigned))?;
+        self.check_unique_indexes(txn, &exec, table, &new_rows, &own, Some(&assigned))?;
         let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
         let mut positions: BTreeMap<usize, Vec<Option<usize>>> = BTreeMap::new();
         for ok in old_keys.iter().filter(|k| !new_keys.contains(*k)) {
-            let shard = db.placement.shard_for_key(ok);
+            let shard = exec.map.owner_of_pk(&route, ok)?;
             writes.entry(shard).or_default().push(TxnWrite {
                 key: keys::row_key(table.id, ok),
                 value: None,
@@ -1688,7 +2137,7 @@ impl Session {
             let nk = encode_pk(new, &table.primary_key, &types);
             let mut value = Vec::with_capacity(64);
             row::encode_row(new, &mut value);
-            let shard = db.placement.shard_for_key(&nk);
+            let shard = exec.map.owner_of_row(&route, new);
             writes.entry(shard).or_default().push(TxnWrite {
                 key: keys::row_key(table.id, &nk),
                 value: Some(value),
@@ -1718,13 +2167,15 @@ impl Session {
         let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
             .with_txn(view.ctx)
             .with_mem_limit(db.statement_mem_bytes);
+        txn.map_version = exec.map.version;
         let table = &p.table;
+        let route = TableRoute::for_table(table);
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
         let mut writes: BTreeMap<usize, Vec<TxnWrite>> = BTreeMap::new();
         for r in &rows {
             let pk = encode_pk(r, &table.primary_key, &types);
             writes
-                .entry(db.placement.shard_for_key(&pk))
+                .entry(exec.map.owner_of_row(&route, r))
                 .or_default()
                 .push(TxnWrite {
                     key: keys::row_key(table.id, &pk),

@@ -50,7 +50,13 @@ const DECISION_PREFIX: &[u8] = b"x/commit/";
 const WATERMARK_EVERY: u64 = 256;
 
 pub struct Coordinator {
-    shards: Vec<Arc<dyn ShardClient>>,
+    /// Indexed by shard id; grows when a shard is added (ids are never reused).
+    shards: parking_lot::RwLock<Vec<Arc<dyn ShardClient>>>,
+    /// The wound task's view of the shards (weak, see `new`).
+    wound_targets: Arc<parking_lot::RwLock<Vec<std::sync::Weak<dyn ShardClient>>>>,
+    /// While a shard-map change moves rows: the engine keys written since it began, by the
+    /// shard they were written to (see `placement::rebalance`).
+    move_tracker: Mutex<Option<BTreeMap<usize, BTreeSet<Vec<u8>>>>>,
     meta: Arc<Engine>,
     clock: Arc<HybridClock>,
     /// Held shared by writing transactions, exclusively by DDL that needs no open writer.
@@ -145,6 +151,9 @@ pub struct Txn {
     written: BTreeSet<usize>,
     info: Arc<TxnInfo>,
     gate: Option<OwnedRwLockReadGuard<()>>,
+    /// The shard-map version the current statement routed its writes with; the shards refuse
+    /// them under another version.
+    pub map_version: u64,
 }
 
 impl Txn {
@@ -204,20 +213,25 @@ impl Coordinator {
         wounds: &Wounds,
     ) -> Coordinator {
         let registry = Arc::new(Registry::default());
+        // Weak: the shards hold the sender, so strong references here would keep the
+        // shards (and this task) alive forever after the database is dropped.
+        let wound_targets = Arc::new(parking_lot::RwLock::new(
+            shards.iter().map(Arc::downgrade).collect::<Vec<_>>(),
+        ));
         if let Some(mut rx) = wounds.rx.lock().take() {
-            // Weak: the shards hold the sender, so strong references here would keep the
-            // shards (and this task) alive forever after the database is dropped.
-            let shards: Vec<std::sync::Weak<dyn ShardClient>> =
-                shards.iter().map(Arc::downgrade).collect();
+            let targets = wound_targets.clone();
             let registry = registry.clone();
             Handle::current().spawn(async move {
                 while let Some((victim, by)) = rx.recv().await {
+                    let shards = targets.read().clone();
                     wound(&shards, &registry, victim, by).await;
                 }
             });
         }
         Coordinator {
-            shards,
+            shards: parking_lot::RwLock::new(shards),
+            wound_targets,
+            move_tracker: Mutex::new(None),
             meta,
             clock,
             ddl_gate: Arc::new(RwLock::new(())),
@@ -266,6 +280,7 @@ impl Coordinator {
             written: BTreeSet::new(),
             info,
             gate: None,
+            map_version: 0,
         }
     }
 
@@ -292,8 +307,9 @@ impl Coordinator {
 
     /// Notes that `txn` may hold locks on every shard (its reads lock wherever they go).
     pub fn touch_all(&self, txn: &mut Txn) {
-        if txn.touched.len() < self.shards.len() {
-            txn.touched.extend(0..self.shards.len());
+        let n = self.shard_count();
+        if txn.touched.len() < n {
+            txn.touched.extend(0..n);
             txn.set_state("active", None);
         }
     }
@@ -340,7 +356,12 @@ impl Coordinator {
             if keys.is_empty() {
                 continue;
             }
-            match self.call_txn(txn, shard, ShardRequest::LockRows { txn: ctx, keys })? {
+            let request = ShardRequest::routed(
+                txn.map_version,
+                None,
+                ShardRequest::LockRows { txn: ctx, keys },
+            );
+            match self.call_txn(txn, shard, request)? {
                 ShardResponse::KeyStates(states) => {
                     out.insert(shard, states);
                 }
@@ -368,7 +389,18 @@ impl Coordinator {
                 txn.touched.insert(shard);
                 txn.set_state("active", None);
             }
-            match self.call_txn(txn, shard, ShardRequest::Write { txn: ctx, writes })? {
+            if let Some(tracked) = self.move_tracker.lock().as_mut() {
+                tracked
+                    .entry(shard)
+                    .or_default()
+                    .extend(writes.iter().map(|w| w.key.clone()));
+            }
+            let request = ShardRequest::routed(
+                txn.map_version,
+                None,
+                ShardRequest::Write { txn: ctx, writes },
+            );
+            match self.call_txn(txn, shard, request)? {
                 ShardResponse::Duplicates(d) if d.is_empty() => {}
                 ShardResponse::Duplicates(d) => dups.push((shard, d)),
                 _ => return Err(SqlError::internal("unexpected shard response to Write")),
@@ -478,7 +510,7 @@ impl Coordinator {
         txn.set_state("aborting", None);
         // A wounded transaction may have left tombstones on shards it never reached.
         let shards: Vec<usize> = if txn.info.wounded_by().is_some() {
-            (0..self.shards.len()).collect()
+            (0..self.shard_count()).collect()
         } else {
             txn.touched.iter().copied().collect()
         };
@@ -513,8 +545,35 @@ impl Coordinator {
         }
     }
 
-    pub fn shards(&self) -> &[Arc<dyn ShardClient>] {
-        &self.shards
+    /// Shard slots (live shards and any a map no longer uses).
+    pub fn shard_count(&self) -> usize {
+        self.shards.read().len()
+    }
+
+    fn client(&self, shard: usize) -> SqlResult<Arc<dyn ShardClient>> {
+        self.shards
+            .read()
+            .get(shard)
+            .cloned()
+            .ok_or_else(|| SqlError::internal(format!("no shard {shard}")))
+    }
+
+    /// Adds a shard client under the next id and returns that id.
+    pub fn add_shard(&self, client: Arc<dyn ShardClient>) -> usize {
+        let mut shards = self.shards.write();
+        self.wound_targets.write().push(Arc::downgrade(&client));
+        shards.push(client);
+        shards.len() - 1
+    }
+
+    /// Starts recording the keys transactions write (for a data move's catch-up).
+    pub fn start_move_tracking(&self) {
+        *self.move_tracker.lock() = Some(BTreeMap::new());
+    }
+
+    /// Stops recording and returns what was written since `start_move_tracking`.
+    pub fn take_move_tracking(&self) -> BTreeMap<usize, BTreeSet<Vec<u8>>> {
+        self.move_tracker.lock().take().unwrap_or_default()
     }
 
     pub fn clock(&self) -> &HybridClock {
@@ -530,7 +589,7 @@ impl Coordinator {
     /// Tells every shard the current GC watermark (see [`SnapshotRegistry`]).
     pub fn publish_gc_watermark(&self) {
         let ts = self.snapshots.watermark(&self.clock);
-        for shard in 0..self.shards.len() {
+        for shard in 0..self.shard_count() {
             if let Err(e) = self.call(shard, ShardRequest::GcWatermark { ts }) {
                 tracing::warn!(shard, error = %e, "could not publish the GC watermark");
             }
@@ -546,7 +605,8 @@ impl Coordinator {
 
     /// Calls one shard from a blocking thread.
     pub fn call(&self, shard: usize, request: ShardRequest) -> SqlResult<ShardResponse> {
-        Handle::current().block_on(self.shards[shard].call(request))
+        let client = self.client(shard)?;
+        Handle::current().block_on(client.call(request))
     }
 
     /// Sends one request to each listed shard at once, each from its own thread, and returns
@@ -562,8 +622,8 @@ impl Coordinator {
                 .into_iter()
                 .map(|(shard, request)| {
                     let handle = handle.clone();
-                    let client = &self.shards[shard];
-                    s.spawn(move || handle.block_on(client.call(request)))
+                    let client = self.client(shard);
+                    s.spawn(move || handle.block_on(client?.call(request)))
                 })
                 .collect();
             running
@@ -620,13 +680,13 @@ impl Coordinator {
     /// Resolves every shard's in-doubt prepared writes from the decision log. Run at startup,
     /// before serving clients.
     pub fn recover(&self) -> SqlResult<()> {
-        for shard in 0..self.shards.len() {
+        for shard in 0..self.shard_count() {
             if let ShardResponse::Timestamp(ts) = self.call(shard, ShardRequest::MaxCommittedTs)? {
                 self.clock.observe(ts);
             }
         }
         let mut resolved = Vec::new();
-        for shard in 0..self.shards.len() {
+        for shard in 0..self.shard_count() {
             let ShardResponse::TxIds(txids) = self.call(shard, ShardRequest::InDoubt)? else {
                 continue;
             };
