@@ -25,6 +25,7 @@ fn bench_sql(c: &mut Criterion) {
         index_pool_bytes: 64 << 20,
         statement_mem_bytes: 1 << 30,
         deadlock_policy: Default::default(),
+        node_id: 0,
     })
     .expect("open");
     let mut session = Session::new(db);

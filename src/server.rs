@@ -36,6 +36,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, String> {
         index_pool_bytes: config.index_pool_mb * 1024 * 1024,
         statement_mem_bytes: config.statement_mem_mb * 1024 * 1024,
         deadlock_policy: config.deadlock_policy,
+        node_id: config.node_id,
     };
     let db = tokio::task::spawn_blocking(move || Database::open(&opts))
         .await

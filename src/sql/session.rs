@@ -54,13 +54,17 @@ pub struct DbOptions {
     pub statement_mem_bytes: usize,
     /// The `deadlock_policy` sessions start with.
     pub deadlock_policy: DeadlockPolicy,
+    /// This node's Snowflake node id (0..=1023), unique per node of a cluster.
+    pub node_id: u16,
 }
 
 pub struct Database {
     pub catalog: Catalog,
     pub coordinator: Coordinator,
     pub placement: Placement,
-    pub ids: SnowflakeGenerator,
+    /// The node's one Snowflake id generator: hidden row ids, `snowflake_id()` (and so
+    /// `BIGSERIAL` defaults) and, through the coordinator, transaction ids.
+    pub ids: Arc<SnowflakeGenerator>,
     pub statement_mem_bytes: usize,
     pub deadlock_policy: DeadlockPolicy,
 }
@@ -77,6 +81,12 @@ impl Database {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             SqlError::new(sqlstate::IO_ERROR, format!("{what} {}: {e}", p.display()))
         };
+        let ids = Arc::new(
+            SnowflakeGenerator::new(opts.node_id)
+                .map_err(|e| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, e))?,
+        );
+        ids.check_clock()
+            .map_err(|e| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, e))?;
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| io("cannot create data directory", &opts.data_dir, e))?;
         let cluster_path = opts.data_dir.join("cluster.json");
@@ -141,7 +151,7 @@ impl Database {
             let shard = Shard::open_with(i, &dir, engine_opts(), index_opts, txn_opts.clone())?;
             clients.push(Arc::new(LocalShardClient::new(Arc::new(shard))));
         }
-        let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds);
+        let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds, ids.clone());
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
         let db = Database {
@@ -150,7 +160,7 @@ impl Database {
             catalog,
             coordinator,
             placement: Placement::new(shards),
-            ids: SnowflakeGenerator::new(0),
+            ids,
         };
         db.retain_indexes()?;
         Ok(Arc::new(db))
