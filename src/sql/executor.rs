@@ -139,6 +139,7 @@ impl<'a> Executor<'a> {
             params: self.params,
             outer: outer.to_vec(),
             subqueries: Some(self),
+            ids: Some(self.coord.ids()),
         }
     }
 

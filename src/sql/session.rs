@@ -1403,6 +1403,7 @@ impl Session {
                     params,
                     outer: Vec::new(),
                     subqueries: Some(exec),
+                    ids: Some(&self.db.ids),
                 };
                 let out = rows
                     .iter()
