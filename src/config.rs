@@ -14,6 +14,7 @@ pub const DEFAULT_MEMTABLE_MB: usize = 32;
 pub const DEFAULT_STATEMENT_MEM_MB: usize = 1024;
 pub const DEFAULT_BLOCK_CACHE_MB: usize = 64;
 pub const DEFAULT_INDEX_POOL_MB: usize = 64;
+pub const DEFAULT_NODE_ID: u16 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +40,7 @@ pub struct FileConfig {
     pub statement_mem_mb: Option<usize>,
     /// `wait_die` or `wound_wait`.
     pub deadlock_policy: Option<String>,
+    pub node_id: Option<u16>,
 }
 
 impl FileConfig {
@@ -65,6 +67,9 @@ pub struct ServerConfig {
     pub statement_mem_mb: usize,
     /// The `deadlock_policy` sessions start with (each may `SET deadlock_policy`).
     pub deadlock_policy: crate::txn::DeadlockPolicy,
+    /// The node id in every Snowflake id this node makes (row ids, `snowflake_id()`, txids):
+    /// 0..=1023, and different on every node of a cluster so their ids never collide.
+    pub node_id: u16,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +84,7 @@ impl Default for ServerConfig {
             index_pool_mb: DEFAULT_INDEX_POOL_MB,
             statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
             deadlock_policy: crate::txn::DeadlockPolicy::default(),
+            node_id: DEFAULT_NODE_ID,
         }
     }
 }
@@ -97,6 +103,13 @@ impl ServerConfig {
         if self.statement_mem_mb == 0 {
             return Err("statement_mem_mb must be at least 1".into());
         }
+        if self.node_id > crate::id::snowflake::MAX_NODE {
+            return Err(format!(
+                "--node-id must be between 0 and {} (10 bits of a Snowflake id), got {}",
+                crate::id::snowflake::MAX_NODE,
+                self.node_id
+            ));
+        }
         Ok(())
     }
 }
@@ -111,5 +124,26 @@ mod tests {
         assert_eq!(c.shards, Some(8));
         assert_eq!(c.sync, Some(SyncPolicy::None));
         assert!(toml::from_str::<FileConfig>("shardz = 8").is_err());
+        let c: FileConfig = toml::from_str("node_id = 1023").unwrap();
+        assert_eq!(c.node_id, Some(1023));
+    }
+
+    #[test]
+    fn node_id_range_is_validated() {
+        let ok = ServerConfig {
+            node_id: 1023,
+            ..ServerConfig::default()
+        };
+        assert!(ok.validate().is_ok());
+        let err = ServerConfig {
+            node_id: 1024,
+            ..ServerConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.contains("--node-id must be between 0 and 1023"),
+            "{err}"
+        );
     }
 }

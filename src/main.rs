@@ -106,8 +106,12 @@ struct ServeArgs {
     /// `SET deadlock_policy`) [default: wait_die].
     #[arg(long, env = "SHARDDB_DEADLOCK_POLICY")]
     deadlock_policy: Option<String>,
+    /// This node's id in Snowflake ids (row ids, snowflake_id(), BIGSERIAL, transaction ids),
+    /// 0..=1023; give every node of a cluster a different one [default: 0].
+    #[arg(long, env = "SHARDDB_NODE_ID", value_parser = clap::value_parser!(u16).range(0..=1023))]
+    node_id: Option<u16>,
     /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
-    /// block_cache_mb, index_pool_mb, statement_mem_mb, deadlock_policy).
+    /// block_cache_mb, index_pool_mb, statement_mem_mb, deadlock_policy, node_id).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -143,6 +147,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             Some(p) => p.parse()?,
             None => d.deadlock_policy,
         },
+        node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
     })
 }
 

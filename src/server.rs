@@ -37,6 +37,7 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, String> {
         statement_mem_bytes: config.statement_mem_mb * 1024 * 1024,
         deadlock_policy: config.deadlock_policy,
         vnodes: crate::placement::hash_ring::DEFAULT_VNODES,
+        node_id: config.node_id,
     };
     let db = tokio::task::spawn_blocking(move || Database::open(&opts))
         .await

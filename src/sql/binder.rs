@@ -266,11 +266,8 @@ pub fn convert_type(t: &ast::DataType) -> SqlResult<DataType> {
             "float8" => DataType::Float8,
             "bool" => DataType::Bool,
             "bpchar" => DataType::Char(1),
-            "serial" | "bigserial" | "smallserial" => {
-                return Err(SqlError::unsupported(
-                    "SERIAL columns (sequences come with Snowflake ids)",
-                ));
-            }
+            // SERIAL types only exist in CREATE TABLE (see `serial_column`); elsewhere, as in
+            // PostgreSQL, they are unknown type names.
             other => {
                 return Err(SqlError::new(
                     sqlstate::UNDEFINED_OBJECT,
@@ -391,6 +388,33 @@ fn insert_shards(i: &InsertPlan, map: &crate::placement::ShardMap) -> Option<usi
         shards.insert(map.owner_of_row(&route, &row));
     }
     Some(shards.len())
+}
+
+/// The default of `SERIAL` / `BIGSERIAL` columns.
+const SERIAL_DEFAULT: &str = "snowflake_id()";
+
+/// Whether a CREATE TABLE column type is one of PostgreSQL's SERIAL shorthands. sharddb has no
+/// sequences (a cluster-wide counter would be a round trip and a single point of failure); a
+/// serial column is `bigint NOT NULL DEFAULT snowflake_id()` instead. That includes `SERIAL` /
+/// `SERIAL4`, which is `integer` in PostgreSQL: a Snowflake id needs 64 bits. `SMALLSERIAL`
+/// cannot be honoured at all (0A000).
+fn serial_column(t: &ast::DataType) -> SqlResult<bool> {
+    let ast::DataType::Custom(name, mods) = t else {
+        return Ok(false);
+    };
+    if !mods.is_empty() {
+        return Ok(false);
+    }
+    match object_name(name).as_deref() {
+        Ok("serial" | "serial4" | "bigserial" | "serial8") => Ok(true),
+        Ok("smallserial" | "serial2") => Err(SqlError::new(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "SMALLSERIAL is not supported: serial columns are filled with 64-bit Snowflake ids, \
+             which do not fit in smallint",
+        )
+        .with_hint("Use BIGSERIAL (SERIAL is also bigint in sharddb).")),
+        _ => Ok(false),
+    }
 }
 
 fn check_numeric_typmod(p: u64, _s: u64) -> SqlResult<()> {
@@ -868,16 +892,33 @@ impl<'a> Binder<'a> {
                     format!("column \"{col_name}\" specified more than once"),
                 ));
             }
-            let ty = convert_type(&col.data_type)?;
+            let serial = serial_column(&col.data_type)?;
+            let ty = if serial {
+                DataType::Int8
+            } else {
+                convert_type(&col.data_type)?
+            };
             let mut def = ColumnDef {
                 name: col_name.clone(),
                 ty,
-                nullable: true,
-                default: None,
+                nullable: !serial,
+                default: serial.then(|| SERIAL_DEFAULT.to_string()),
                 hidden: false,
+            };
+            // As PostgreSQL words it: a serial column brings its own NOT NULL and DEFAULT.
+            let serial_conflict = |what: &str| {
+                SqlError::syntax(format!(
+                    "{what} for column \"{col_name}\" of table \"{name}\""
+                ))
             };
             for opt in &col.options {
                 match &opt.option {
+                    ast::ColumnOption::Null if serial => {
+                        return Err(serial_conflict("conflicting NULL/NOT NULL declarations"));
+                    }
+                    ast::ColumnOption::Default(_) if serial => {
+                        return Err(serial_conflict("multiple default values specified"));
+                    }
                     ast::ColumnOption::Null => def.nullable = true,
                     ast::ColumnOption::NotNull => def.nullable = false,
                     ast::ColumnOption::Default(e) => {

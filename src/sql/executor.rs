@@ -142,6 +142,7 @@ impl<'a> Executor<'a> {
             params: self.params,
             outer: outer.to_vec(),
             subqueries: Some(self),
+            ids: Some(self.coord.ids()),
         }
     }
 

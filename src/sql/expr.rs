@@ -9,6 +9,7 @@
 //! yield NULL, and a filter keeps a row only when its predicate is exactly `true`.
 
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::id::SnowflakeGenerator;
 use crate::sql::functions::{self, ScalarFunc};
 use crate::sql::plan::Plan;
 use crate::types::arith::{self, ArithOp};
@@ -177,6 +178,10 @@ pub struct EvalContext<'a> {
     /// Enclosing queries' current rows, innermost first.
     pub outer: Vec<&'a [Value]>,
     pub subqueries: Option<&'a dyn SubqueryRunner>,
+    /// The node's Snowflake generator, for `snowflake_id()`. Only the coordinator has one: on a
+    /// shard (and in constant folding) it is `None`, and expressions calling it are never
+    /// shipped there ([`Expr::is_shippable`]).
+    pub ids: Option<&'a SnowflakeGenerator>,
 }
 
 impl EvalContext<'static> {
@@ -185,6 +190,7 @@ impl EvalContext<'static> {
             params: &[],
             outer: Vec::new(),
             subqueries: None,
+            ids: None,
         }
     }
 }
@@ -447,6 +453,15 @@ impl Expr {
                 }
                 Ok(best)
             }
+            Expr::Func {
+                func: ScalarFunc::SnowflakeId,
+                ..
+            } => match ctx.ids {
+                Some(ids) => Ok(Value::Int(ids.next_id())),
+                None => Err(SqlError::internal(
+                    "snowflake_id() evaluated where there is no id generator",
+                )),
+            },
             Expr::Func { func, args } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {
@@ -523,13 +538,14 @@ impl Expr {
 
     /// True if the expression can run on a shard: it needs only the row, plus parameters and
     /// outer references, which the executor replaces by their values before shipping
-    /// ([`Expr::bind_runtime`]). Subqueries and aggregates stay at the coordinator.
+    /// ([`Expr::bind_runtime`]). Subqueries, aggregates and functions that need the node's
+    /// state (`snowflake_id()`) stay at the coordinator.
     pub fn is_shippable(&self) -> bool {
         let mut ok = true;
-        self.walk(&mut |e| {
-            if matches!(e, Expr::Subquery { .. } | Expr::AggRef(_)) {
-                ok = false;
-            }
+        self.walk(&mut |e| match e {
+            Expr::Subquery { .. } | Expr::AggRef(_) => ok = false,
+            Expr::Func { func, .. } if functions::runs_at_coordinator(*func) => ok = false,
+            _ => {}
         });
         ok
     }

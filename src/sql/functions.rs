@@ -24,6 +24,21 @@
 //! with `double precision` digits unless the caller casts it to text first.
 //!
 //! `md5` is implemented here (RFC 1321).
+//!
+//! Snowflake ids (see [`crate::id::snowflake`] for the format: 41 bits of milliseconds since
+//! 2026-01-01T00:00:00Z, 10 bits of node id, 12 bits of sequence):
+//! - `snowflake_id() → bigint` makes a fresh id from the node's one generator, on every call
+//!   (volatile: once per row, never folded, never shipped to a shard, where no generator is;
+//!   [`crate::sql::expr::Expr::eval`] calls the generator in its [`EvalContext`]); it is also
+//!   the default of `BIGSERIAL` / `SERIAL` columns;
+//! - `snowflake_timestamp(bigint) → timestamp` is the id's creation time (UTC, millisecond
+//!   precision, as `timestamp without time zone`);
+//! - `snowflake_node(bigint) → integer` is the node id that made it.
+//!
+//! The two decoders are strict like every function (NULL → NULL) and reject negative numbers,
+//! which are never Snowflake ids (22023).
+//!
+//! [`EvalContext`]: crate::sql::expr::EvalContext
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -120,6 +135,11 @@ pub enum ScalarFunc {
     ToHexInt4,
     ToHexInt8,
     GenRandomUuid,
+    /// `snowflake_id()`: evaluated by [`crate::sql::expr::Expr::eval`], which holds the
+    /// node's generator; [`eval`] cannot.
+    SnowflakeId,
+    SnowflakeTimestamp,
+    SnowflakeNode,
     /// `substring(text, text [, text])` (POSIX / SQL regular expressions). Resolution picks it
     /// where PostgreSQL would, then reports it as not supported.
     SubstringRegex,
@@ -146,7 +166,7 @@ macro_rules! sig {
     };
 }
 
-use DataType::{Bool, Bytea, Float4, Float8, Int2, Int4, Int8, Text, Uuid};
+use DataType::{Bool, Bytea, Float4, Float8, Int2, Int4, Int8, Text, Timestamp, Uuid};
 
 static SIGNATURES: &[Sig] = &[
     sig!("abs", [Int2], Int2, AbsInt2),
@@ -245,6 +265,9 @@ static SIGNATURES: &[Sig] = &[
     sig!("to_hex", [Int4], Text, ToHexInt4),
     sig!("to_hex", [Int8], Text, ToHexInt8),
     sig!("gen_random_uuid", [], Uuid, GenRandomUuid),
+    sig!("snowflake_id", [], Int8, SnowflakeId),
+    sig!("snowflake_timestamp", [Int8], Timestamp, SnowflakeTimestamp),
+    sig!("snowflake_node", [Int8], Int4, SnowflakeNode),
 ];
 
 fn same_type(a: DataType, b: DataType) -> bool {
@@ -449,7 +472,24 @@ fn regex_unsupported() -> SqlError {
 
 /// Whether the function must be re-evaluated for every row (never constant-folded).
 pub fn is_volatile(func: ScalarFunc) -> bool {
-    matches!(func, ScalarFunc::GenRandomUuid)
+    matches!(func, ScalarFunc::GenRandomUuid | ScalarFunc::SnowflakeId)
+}
+
+/// Whether the function needs the node's state (its Snowflake generator), so an expression
+/// calling it must run at the coordinator, not be shipped to a shard.
+pub fn runs_at_coordinator(func: ScalarFunc) -> bool {
+    matches!(func, ScalarFunc::SnowflakeId)
+}
+
+/// The id's parts, or 22023 for a negative number (no Snowflake id is negative).
+fn snowflake_parts(id: i64) -> SqlResult<crate::id::SnowflakeParts> {
+    crate::id::snowflake::decode(id).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("{id} is not a Snowflake id"),
+        )
+        .with_detail("Snowflake ids are positive: the sign bit is always 0.")
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1088,6 +1128,14 @@ pub fn eval(func: ScalarFunc, args: &[Value]) -> SqlResult<Value> {
         F::ToHexInt4 => text(format!("{:x}", int(0)? as i32 as u32)),
         F::ToHexInt8 => text(format!("{:x}", int(0)? as u64)),
         F::GenRandomUuid => Ok(Value::Uuid(uuid::Uuid::new_v4())),
+        F::SnowflakeId => Err(SqlError::internal(
+            "snowflake_id() evaluated without the node's id generator",
+        )),
+        // At most 2^41 ms after 2026, so the microseconds fit an i64 many times over.
+        F::SnowflakeTimestamp => Ok(Value::Timestamp(
+            snowflake_parts(int(0)?)?.unix_ms as i64 * 1000,
+        )),
+        F::SnowflakeNode => Ok(Value::Int(i64::from(snowflake_parts(int(0)?)?.node))),
         F::SubstringRegex => Err(regex_unsupported()),
         F::Concat | F::ConcatWs => Err(bad()),
     }
@@ -1886,6 +1934,56 @@ mod tests {
             "\\x02"
         );
         assert!(matches!(ev(F::GenRandomUuid, &[]).unwrap(), Value::Uuid(_)));
+    }
+
+    #[test]
+    fn snowflake() {
+        assert_eq!(
+            r("snowflake_id", &[]).unwrap(),
+            (F::SnowflakeId, vec![], T::Int8)
+        );
+        assert_eq!(
+            r("snowflake_timestamp", &[T::Int4]).unwrap(),
+            (F::SnowflakeTimestamp, vec![T::Int8], T::Timestamp)
+        );
+        assert_eq!(ret("snowflake_node", &[T::Unknown]), T::Int4);
+        for (name, args) in [
+            ("snowflake_timestamp", vec![T::Text]),
+            ("snowflake_timestamp", vec![T::Numeric(None)]),
+            ("snowflake_node", vec![T::Int8, T::Int8]),
+            ("snowflake_node", vec![]),
+            ("snowflake_id", vec![T::Int8]),
+        ] {
+            assert_eq!(r(name, &args).unwrap_err().code, "42883", "{name}{args:?}");
+        }
+        assert!(is_volatile(F::SnowflakeId) && runs_at_coordinator(F::SnowflakeId));
+        assert!(!is_volatile(F::SnowflakeNode) && !runs_at_coordinator(F::SnowflakeTimestamp));
+        // 1000 ms after the epoch, node 5, sequence 9
+        let id = Value::Int((1000 << 22) | (5 << 12) | 9);
+        assert_eq!(
+            ev(F::SnowflakeTimestamp, std::slice::from_ref(&id)).unwrap(),
+            Value::Timestamp((crate::id::snowflake::EPOCH_MS as i64 + 1000) * 1000)
+        );
+        assert_eq!(ev(F::SnowflakeNode, &[id]).unwrap(), Value::Int(5));
+        assert_eq!(ev(F::SnowflakeNode, &[Value::Null]).unwrap(), Value::Null);
+        assert_eq!(
+            ev(F::SnowflakeTimestamp, &[Value::Null]).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            ev(F::SnowflakeNode, &[Value::Int(-1)]).unwrap_err().code,
+            "22023"
+        );
+        assert_eq!(
+            ev(F::SnowflakeTimestamp, &[Value::Int(i64::MIN)])
+                .unwrap_err()
+                .code,
+            "22023"
+        );
+        // The largest id decodes without overflow (2095-09-06).
+        assert!(ev(F::SnowflakeTimestamp, &[Value::Int(i64::MAX)]).is_ok());
+        // Only the expression evaluator holds a generator.
+        assert_eq!(ev(F::SnowflakeId, &[]).unwrap_err().code, "XX000");
     }
 
     /// md5 of 200 'a's, from `select md5(repeat('a', 200))` (exercises multi-block input).

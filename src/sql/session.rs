@@ -56,15 +56,19 @@ pub struct DbOptions {
     pub deadlock_policy: DeadlockPolicy,
     /// Points per shard on the consistent-hash ring of a new data directory.
     pub vnodes: u32,
+    /// This node's Snowflake node id (0..=1023), unique per node of a cluster.
+    pub node_id: u16,
 }
 
 pub struct Database {
     pub catalog: Catalog,
     pub coordinator: Coordinator,
     pub placement: PlacementManager,
-    pub ids: SnowflakeGenerator,
     /// Opens (creating if needed) the shard with a given id, for ALTER CLUSTER ADD SHARD.
     new_shard: Box<dyn Fn(usize) -> SqlResult<Arc<dyn ShardClient>> + Send + Sync>,
+    /// The node's one Snowflake id generator: hidden row ids, `snowflake_id()` (and so
+    /// `BIGSERIAL` defaults) and, through the coordinator, transaction ids.
+    pub ids: Arc<SnowflakeGenerator>,
     pub statement_mem_bytes: usize,
     pub deadlock_policy: DeadlockPolicy,
 }
@@ -81,6 +85,12 @@ impl Database {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             SqlError::new(sqlstate::IO_ERROR, format!("{what} {}: {e}", p.display()))
         };
+        let ids = Arc::new(
+            SnowflakeGenerator::new(opts.node_id)
+                .map_err(|e| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, e))?,
+        );
+        ids.check_clock()
+            .map_err(|e| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, e))?;
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| io("cannot create data directory", &opts.data_dir, e))?;
         let cluster_path = opts.data_dir.join("cluster.json");
@@ -171,7 +181,7 @@ impl Database {
         for i in 0..slots {
             clients.push(new_shard(i)?);
         }
-        let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds);
+        let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds, ids.clone());
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
         let db = Database {
@@ -180,8 +190,8 @@ impl Database {
             catalog,
             coordinator,
             placement,
-            ids: SnowflakeGenerator::new(0),
             new_shard: Box::new(new_shard),
+            ids,
         };
         db.retain_indexes()?;
         let mover = db.mover();
@@ -1818,6 +1828,7 @@ impl Session {
                     params,
                     outer: Vec::new(),
                     subqueries: Some(exec),
+                    ids: Some(&self.db.ids),
                 };
                 let out = rows
                     .iter()

@@ -63,7 +63,9 @@ pub struct Coordinator {
     ddl_gate: Arc<RwLock<()>>,
     snapshots: Arc<SnapshotRegistry>,
     commits: std::sync::atomic::AtomicU64,
-    txids: SnowflakeGenerator,
+    /// The node's one id generator (shared with row ids and `snowflake_id()`): txids come
+    /// from it so they are unique across nodes and ordered by start.
+    ids: Arc<SnowflakeGenerator>,
     registry: Arc<Registry>,
 }
 
@@ -211,6 +213,7 @@ impl Coordinator {
         meta: Arc<Engine>,
         clock: Arc<HybridClock>,
         wounds: &Wounds,
+        ids: Arc<SnowflakeGenerator>,
     ) -> Coordinator {
         let registry = Arc::new(Registry::default());
         // Weak: the shards hold the sender, so strong references here would keep the
@@ -237,9 +240,14 @@ impl Coordinator {
             ddl_gate: Arc::new(RwLock::new(())),
             snapshots: Arc::new(SnapshotRegistry::default()),
             commits: std::sync::atomic::AtomicU64::new(0),
-            txids: SnowflakeGenerator::new(0),
+            ids,
             registry,
         }
+    }
+
+    /// The node's Snowflake id generator.
+    pub fn ids(&self) -> &Arc<SnowflakeGenerator> {
+        &self.ids
     }
 
     pub fn registry(&self) -> &Registry {
@@ -254,7 +262,7 @@ impl Coordinator {
         lock_timeout_ms: u64,
         read_only: bool,
     ) -> Txn {
-        let id = self.txids.next_id() as u64;
+        let id = self.ids.next_id() as u64;
         let start = self.snapshots.register(&self.clock);
         let info = Arc::new(TxnInfo {
             txid: id,
@@ -548,6 +556,11 @@ impl Coordinator {
     /// Shard slots (live shards and any a map no longer uses).
     pub fn shard_count(&self) -> usize {
         self.shards.read().len()
+    }
+
+    /// The shard clients, indexed by shard id.
+    pub fn shards(&self) -> Vec<Arc<dyn ShardClient>> {
+        self.shards.read().clone()
     }
 
     fn client(&self, shard: usize) -> SqlResult<Arc<dyn ShardClient>> {

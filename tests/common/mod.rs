@@ -60,6 +60,7 @@ pub fn config(data_dir: &std::path::Path) -> ServerConfig {
         index_pool_mb: 2,
         statement_mem_mb: 256,
         deadlock_policy: Default::default(),
+        node_id: 0,
     }
 }
 
