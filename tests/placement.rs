@@ -1,0 +1,342 @@
+//! Placement through the front door: the same statements give the same results on one shard and
+//! on many (hash and range placement, pruned and scattered queries, shard-key updates), and
+//! adding, removing and splitting shards online under a concurrent write workload loses and
+//! duplicates nothing.
+
+mod common;
+
+use common::{TestServer, db_error};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// Tiny deterministic generator (the corpus must be the same on every run).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> i64 {
+        (self.next() % n) as i64
+    }
+}
+
+async fn rows(c: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let msgs = c.simple_query(sql).await.map_err(|e| db_error(&e))?;
+    let mut out = Vec::new();
+    for m in msgs {
+        if let SimpleQueryMessage::Row(r) = m {
+            out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+        }
+    }
+    Ok(out)
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE h (a bigint, b bigint, c text, PRIMARY KEY (a, b)) PARTITION BY HASH (a)",
+    "CREATE TABLE r (k bigint PRIMARY KEY, v bigint, tag text) PARTITION BY RANGE (k)",
+    "CREATE TABLE plain (id bigint PRIMARY KEY, a bigint)",
+    "CREATE INDEX h_c ON h (c)",
+];
+
+fn corpus(rng: &mut Rng) -> Vec<String> {
+    let mut q = Vec::new();
+    for _ in 0..60 {
+        let a = rng.below(60);
+        let b = rng.below(60);
+        let lo = rng.below(400);
+        let hi = lo + rng.below(200);
+        q.push(match rng.below(16) {
+            0 => format!("SELECT * FROM h WHERE a = {a} ORDER BY b"),
+            1 => format!("SELECT * FROM h WHERE a = {a} AND b = {b}"),
+            2 => format!("SELECT a, b FROM h WHERE a IN ({a}, {b}, 7) ORDER BY a, b"),
+            3 => format!("SELECT * FROM r WHERE k >= {lo} AND k < {hi} ORDER BY k"),
+            4 => format!("SELECT count(*), sum(v), min(k), max(k) FROM r WHERE k > {lo}"),
+            5 => format!("SELECT * FROM r WHERE k = {lo}"),
+            6 => "SELECT c, count(*) FROM h GROUP BY c ORDER BY c".to_string(),
+            7 => format!(
+                "SELECT h.a, h.b, r.v FROM h JOIN r ON r.k = h.a * 7 WHERE h.b < {b} ORDER BY 1, 2"
+            ),
+            8 => format!("SELECT * FROM h WHERE c = 'c{}' ORDER BY a, b", b % 9),
+            9 => format!("SELECT k FROM r WHERE k <= {hi} ORDER BY k DESC LIMIT 5"),
+            10 => format!("UPDATE h SET a = a + 1000 WHERE a = {a} AND b < 10"),
+            11 => format!("DELETE FROM r WHERE k >= {lo} AND k < {}", lo + 5),
+            12 => format!("UPDATE r SET k = k + 1000, v = v + 1 WHERE k = {lo}"),
+            13 => format!(
+                "INSERT INTO h VALUES ({}, {b}, 'n'), ({}, {b}, 'n')",
+                a + 2000,
+                a + 3000
+            ),
+            14 => format!(
+                "SELECT count(DISTINCT a) FROM h WHERE b BETWEEN {b} AND {}",
+                b + 20
+            ),
+            _ => format!(
+                "SELECT * FROM plain p JOIN h ON h.a = p.a WHERE p.id < {a} ORDER BY 1, 3, 4"
+            ),
+        });
+    }
+    q
+}
+
+async fn load(c: &Client, split: bool) {
+    for s in SCHEMA {
+        c.batch_execute(s).await.unwrap();
+    }
+    let mut values = Vec::new();
+    for a in 0..60 {
+        for b in 0..20 {
+            values.push(format!("({a}, {b}, 'c{}')", (a * b) % 9));
+        }
+    }
+    c.batch_execute(&format!("INSERT INTO h VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..500)
+        .map(|k| format!("({k}, {}, 't{}')", k * 3, k % 5))
+        .collect();
+    c.batch_execute(&format!("INSERT INTO r VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..40).map(|i| format!("({i}, {})", i * 2)).collect();
+    c.batch_execute(&format!("INSERT INTO plain VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    if split {
+        c.simple_query("ALTER TABLE r SPLIT AT (100), (250), (400)")
+            .await
+            .unwrap();
+    }
+}
+
+/// The routing-equivalence differential test: 1 shard vs 4 shards (hash and range tables, with
+/// split ranges), then again after adding a shard online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shard_and_many_shards_agree() {
+    let one = TestServer::start(1).await;
+    let many = TestServer::start(4).await;
+    let c1 = one.connect().await;
+    let cn = many.connect().await;
+    load(&c1, false).await;
+    load(&cn, true).await;
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut compared = 0;
+    for round in 0..2 {
+        for q in corpus(&mut rng) {
+            let a = rows(&c1, &q).await;
+            let b = rows(&cn, &q).await;
+            assert_eq!(a, b, "round {round}: {q}");
+            compared += 1;
+        }
+        if round == 0 {
+            let added = rows(&cn, "ALTER CLUSTER ADD SHARD").await.unwrap();
+            assert_eq!(added[0][0].as_deref(), Some("added shard 4"));
+        }
+    }
+    // Full contents agree at the end.
+    for t in ["h", "r", "plain"] {
+        let q = format!("SELECT * FROM {t} ORDER BY 1, 2");
+        assert_eq!(rows(&c1, &q).await, rows(&cn, &q).await, "{t}");
+    }
+    assert!(compared >= 100);
+    one.stop().await;
+    many.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_pruned_routes() {
+    let s = TestServer::start(4).await;
+    let c = s.connect().await;
+    load(&c, true).await;
+    let plan = |sql: &str| {
+        let c = &c;
+        let sql = format!("EXPLAIN {sql}");
+        async move {
+            rows(c, &sql)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let p = plan("SELECT * FROM h WHERE a = 5").await;
+    assert!(
+        p.contains("Scan on shard ") && p.contains("(shard key)"),
+        "{p}"
+    );
+    let p = plan("SELECT * FROM h WHERE b = 5").await;
+    assert!(p.contains("Scan on all shards"), "{p}");
+    let p = plan("SELECT * FROM r WHERE k >= 420").await;
+    assert!(
+        p.contains("(range bounds)") && p.contains("Scan on shard "),
+        "{p}"
+    );
+    let p = plan("SELECT * FROM r WHERE k < 50").await;
+    assert!(
+        p.contains("Point lookup") || p.contains("Scan on shard "),
+        "{p}"
+    );
+    let p = plan("INSERT INTO h VALUES (1, 1000, 'x')").await;
+    assert!(p.contains("(one shard: 1PC)"), "{p}");
+    // Keys 1..40 of h land on several shards of the ring.
+    let values: Vec<String> = (0..40).map(|a| format!("({a}, 5000, 'x')")).collect();
+    let p = plan(&format!("INSERT INTO h VALUES {}", values.join(","))).await;
+    assert!(p.contains("shards: 2PC)"), "{p}");
+    s.stop().await;
+}
+
+/// Writers keep going while shards are added, split and removed; the final contents equal a
+/// model built from the acknowledged statements only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn online_placement_changes_under_writes() {
+    let s = TestServer::start(2).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE kv (k bigint PRIMARY KEY, v bigint) PARTITION BY HASH (k);
+             CREATE TABLE rk (k bigint PRIMARY KEY, v bigint) PARTITION BY RANGE (k);",
+        )
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let c = s.connect().await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // Each writer owns keys ≡ w (mod 3): the model per writer is exact.
+            let mut model: BTreeMap<(&'static str, i64), i64> = BTreeMap::new();
+            let mut rng = Rng(0x1234_5678 + w as u64);
+            let mut refused = 0u64;
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) || i < 300 {
+                i += 1;
+                let table = if rng.below(2) == 0 { "kv" } else { "rk" };
+                let k = rng.below(400) * 3 + w;
+                let v = rng.below(1000);
+                let present = model.contains_key(&(table, k));
+                let (sql, kind) = match (rng.below(3), present) {
+                    (0 | 1, false) => (
+                        format!("INSERT INTO {table} VALUES ({k}, {v})"),
+                        Kind::Upsert,
+                    ),
+                    (0 | 1, true) => (
+                        format!("UPDATE {table} SET v = {v} WHERE k = {k}"),
+                        Kind::Upsert,
+                    ),
+                    _ => (format!("DELETE FROM {table} WHERE k = {k}"), Kind::Delete),
+                };
+                match c.simple_query(&sql).await {
+                    Ok(_) => match kind {
+                        Kind::Upsert => {
+                            model.insert((table, k), v);
+                        }
+                        Kind::Delete => {
+                            model.remove(&(table, k));
+                        }
+                    },
+                    Err(e) => {
+                        let msg = db_error(&e);
+                        assert!(msg.starts_with("40001"), "{sql}: {msg}");
+                        refused += 1;
+                    }
+                }
+            }
+            (model, refused)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let changes = [
+        "ALTER CLUSTER ADD SHARD",
+        "ALTER TABLE rk SPLIT AT (300), (800)",
+        "ALTER CLUSTER ADD SHARD",
+        "ALTER CLUSTER REMOVE SHARD 0",
+    ];
+    for change in changes {
+        let r = rows(&admin, change)
+            .await
+            .unwrap_or_else(|e| panic!("{change}: {e}"));
+        assert_eq!(r.len(), 1, "{change}");
+        let moved: i64 = r[0][3].as_deref().unwrap().parse().unwrap();
+        assert!(moved > 0, "{change} moved nothing: {r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut model = BTreeMap::new();
+    for w in writers {
+        let (m, refused) = w.await.unwrap();
+        println!(
+            "writer: {} keys, {refused} statements refused with 40001",
+            m.len()
+        );
+        model.extend(m);
+    }
+    for table in ["kv", "rk"] {
+        let got: Vec<(i64, i64)> = admin
+            .query(&format!("SELECT k, v FROM {table} ORDER BY k"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want: Vec<(i64, i64)> = model
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, k), v)| (*k, *v))
+            .collect();
+        assert_eq!(got, want, "{table}");
+        // Point lookups find every row on its owner.
+        for (k, v) in want.iter().step_by(17) {
+            let r = admin
+                .query_one(&format!("SELECT v FROM {table} WHERE k = $1"), &[k])
+                .await
+                .unwrap();
+            assert_eq!(r.get::<_, i64>(0), *v);
+        }
+    }
+    let shards = rows(&admin, "SHOW SHARDS").await.unwrap();
+    let ids: Vec<String> = shards.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(ids, vec!["1", "2", "3"]);
+    s.stop().await;
+}
+
+enum Kind {
+    Upsert,
+    Delete,
+}
+
+/// The map survives a restart, and a range table's splits with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_map_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sharddb::config::ServerConfig {
+        shards: 2,
+        ..common::config(dir.path())
+    };
+    let server = sharddb::server::start(&config).await.unwrap();
+    let url = format!("host=127.0.0.1 port={} user=x dbname=x", server.addr.port());
+    let c = common::connect(&url).await;
+    load(&c, true).await;
+    rows(&c, "ALTER CLUSTER ADD SHARD").await.unwrap();
+    let before_h = rows(&c, "SELECT * FROM h ORDER BY 1, 2").await.unwrap();
+    let before_r = rows(&c, "SHOW RANGES").await.unwrap();
+    drop(c);
+    server.shutdown().await;
+    let server = sharddb::server::start(&config).await.unwrap();
+    let url = format!("host=127.0.0.1 port={} user=x dbname=x", server.addr.port());
+    let c = common::connect(&url).await;
+    assert_eq!(
+        rows(&c, "SELECT * FROM h ORDER BY 1, 2").await.unwrap(),
+        before_h
+    );
+    assert_eq!(rows(&c, "SHOW RANGES").await.unwrap(), before_r);
+    let shards = rows(&c, "SHOW SHARDS").await.unwrap();
+    assert_eq!(shards.len(), 3);
+    server.shutdown().await;
+}
