@@ -26,6 +26,7 @@ fn bench_sql(c: &mut Criterion) {
         statement_mem_bytes: 1 << 30,
         deadlock_policy: Default::default(),
         vnodes: sharddb::placement::hash_ring::DEFAULT_VNODES,
+        range_split_rows: 0,
         node_id: 0,
     })
     .expect("open");

@@ -14,6 +14,7 @@ pub const DEFAULT_MEMTABLE_MB: usize = 32;
 pub const DEFAULT_STATEMENT_MEM_MB: usize = 1024;
 pub const DEFAULT_BLOCK_CACHE_MB: usize = 64;
 pub const DEFAULT_INDEX_POOL_MB: usize = 64;
+pub const DEFAULT_RANGE_SPLIT_ROWS: u64 = 1_000_000;
 pub const DEFAULT_NODE_ID: u16 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -41,6 +42,8 @@ pub struct FileConfig {
     /// `wait_die` or `wound_wait`.
     pub deadlock_policy: Option<String>,
     pub node_id: Option<u16>,
+    pub vnodes: Option<u32>,
+    pub range_split_rows: Option<u64>,
 }
 
 impl FileConfig {
@@ -70,6 +73,11 @@ pub struct ServerConfig {
     /// The node id in every Snowflake id this node makes (row ids, `snowflake_id()`, txids):
     /// 0..=1023, and different on every node of a cluster so their ids never collide.
     pub node_id: u16,
+    /// Points per shard on the consistent-hash ring of a new data directory (fixed afterwards).
+    pub vnodes: u32,
+    /// A range of a range-placed table holding more rows than this splits itself at its
+    /// median; 0 turns automatic splits off.
+    pub range_split_rows: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +93,8 @@ impl Default for ServerConfig {
             statement_mem_mb: DEFAULT_STATEMENT_MEM_MB,
             deadlock_policy: crate::txn::DeadlockPolicy::default(),
             node_id: DEFAULT_NODE_ID,
+            vnodes: crate::placement::hash_ring::DEFAULT_VNODES,
+            range_split_rows: DEFAULT_RANGE_SPLIT_ROWS,
         }
     }
 }
@@ -102,6 +112,12 @@ impl ServerConfig {
         }
         if self.statement_mem_mb == 0 {
             return Err("statement_mem_mb must be at least 1".into());
+        }
+        if self.vnodes == 0 || self.vnodes > 4096 {
+            return Err(format!(
+                "--vnodes must be between 1 and 4096, got {}",
+                self.vnodes
+            ));
         }
         if self.node_id > crate::id::snowflake::MAX_NODE {
             return Err(format!(

@@ -110,8 +110,16 @@ struct ServeArgs {
     /// 0..=1023; give every node of a cluster a different one [default: 0].
     #[arg(long, env = "SHARDDB_NODE_ID", value_parser = clap::value_parser!(u16).range(0..=1023))]
     node_id: Option<u16>,
+    /// Points per shard on the consistent-hash ring; fixed when the data directory is created
+    /// [default: 512].
+    #[arg(long, env = "SHARDDB_VNODES")]
+    vnodes: Option<u32>,
+    /// A range of a range-placed table with more rows than this splits itself at its median
+    /// (the upper half moving to the least loaded shard); 0 = never [default: 1000000].
+    #[arg(long, env = "SHARDDB_RANGE_SPLIT_ROWS")]
+    range_split_rows: Option<u64>,
     /// Optional TOML file with the same settings (listen, data_dir, shards, sync, memtable_mb,
-    /// block_cache_mb, index_pool_mb, statement_mem_mb, deadlock_policy, node_id).
+    /// block_cache_mb, index_pool_mb, statement_mem_mb, deadlock_policy, node_id, vnodes, range_split_rows).
     #[arg(long, env = "SHARDDB_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -148,6 +156,11 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             None => d.deadlock_policy,
         },
         node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+        vnodes: args.vnodes.or(file.vnodes).unwrap_or(d.vnodes),
+        range_split_rows: args
+            .range_split_rows
+            .or(file.range_split_rows)
+            .unwrap_or(d.range_split_rows),
     })
 }
 

@@ -36,7 +36,8 @@ pub async fn start(config: &ServerConfig) -> Result<RunningServer, String> {
         index_pool_bytes: config.index_pool_mb * 1024 * 1024,
         statement_mem_bytes: config.statement_mem_mb * 1024 * 1024,
         deadlock_policy: config.deadlock_policy,
-        vnodes: crate::placement::hash_ring::DEFAULT_VNODES,
+        vnodes: config.vnodes,
+        range_split_rows: config.range_split_rows,
         node_id: config.node_id,
     };
     let db = tokio::task::spawn_blocking(move || Database::open(&opts))

@@ -340,3 +340,54 @@ async fn shard_map_survives_restart() {
     assert_eq!(shards.len(), 3);
     server.shutdown().await;
 }
+
+/// A range that grows past `range_split_rows` splits itself at its median, in the background,
+/// and its upper half moves to another shard; no row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_split_themselves_when_they_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sharddb::config::ServerConfig {
+        range_split_rows: 300,
+        ..common::config(dir.path())
+    };
+    let server = sharddb::server::start(&config).await.unwrap();
+    let url = format!("host=127.0.0.1 port={} user=x dbname=x", server.addr.port());
+    let c = common::connect(&url).await;
+    c.batch_execute("CREATE TABLE log (k bigint PRIMARY KEY, v text) PARTITION BY RANGE (k)")
+        .await
+        .unwrap();
+    for batch in 0..10 {
+        let values: Vec<String> = (0..100)
+            .map(|i| format!("({}, 'v')", batch * 100 + i))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO log VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+    }
+    let mut ranges = Vec::new();
+    for _ in 0..100 {
+        ranges = rows(&c, "SHOW RANGES").await.unwrap();
+        if ranges.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ranges.len() >= 2, "no automatic split: {ranges:?}");
+    let owners: std::collections::BTreeSet<_> = ranges.iter().map(|r| r[3].clone()).collect();
+    assert!(
+        owners.len() >= 2,
+        "split ranges stayed on one shard: {ranges:?}"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+    let total: i64 = ranges
+        .iter()
+        .map(|r| r[4].as_deref().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 1000, "{ranges:?}");
+    server.shutdown().await;
+}

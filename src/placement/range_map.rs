@@ -16,6 +16,9 @@
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 
+/// One range: start (None: -inf), end (None: +inf), owner.
+pub type RangeEntry<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, usize);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeMap {
     splits: Vec<Vec<u8>>,
@@ -49,7 +52,7 @@ impl RangeMap {
     }
 
     /// The ranges `(start, end)` with their owners, in key order.
-    pub fn ranges(&self) -> Vec<(Option<&[u8]>, Option<&[u8]>, usize)> {
+    pub fn ranges(&self) -> Vec<RangeEntry<'_>> {
         (0..self.owners.len())
             .map(|i| {
                 let start = i.checked_sub(1).map(|j| self.splits[j].as_slice());

@@ -194,6 +194,7 @@ impl Mover<'_> {
             }
         }
         drop(snapshot);
+        crate::txn::faults::hit("move-after-copy");
 
         // 4. Catch up and switch, with writers held off.
         {
@@ -260,6 +261,7 @@ impl Mover<'_> {
             self.install(&new)?;
         }
 
+        crate::txn::faults::hit("move-after-switch");
         // 5. Delete the originals.
         drop_unowned(self.coord, self.catalog, &new)?;
         self.placement.set_current(new);
@@ -336,6 +338,9 @@ pub fn drop_unowned(coord: &Coordinator, catalog: &Catalog, map: &ShardMap) -> S
     let mut deleted = 0;
     for shard in 0..coord.shard_count() {
         deleted += drop_unowned_on(coord, catalog, map, shard)?;
+        if deleted > 0 {
+            crate::txn::faults::hit("move-mid-cleanup");
+        }
     }
     Ok(deleted)
 }

@@ -56,9 +56,14 @@ pub struct DbOptions {
     pub deadlock_policy: DeadlockPolicy,
     /// Points per shard on the consistent-hash ring of a new data directory.
     pub vnodes: u32,
+    /// Rows past which a range splits itself (0: never).
+    pub range_split_rows: u64,
     /// This node's Snowflake node id (0..=1023), unique per node of a cluster.
     pub node_id: u16,
 }
+
+/// Rows owned by (table id, shard, range index for range tables).
+type RowCount = (u32, usize, Option<usize>, u64);
 
 pub struct Database {
     pub catalog: Catalog,
@@ -71,6 +76,9 @@ pub struct Database {
     pub ids: Arc<SnowflakeGenerator>,
     pub statement_mem_bytes: usize,
     pub deadlock_policy: DeadlockPolicy,
+    range_split_rows: u64,
+    /// Rows inserted into each range-placed table since its ranges were last measured.
+    inserted_since_check: parking_lot::Mutex<HashMap<u32, u64>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -192,6 +200,8 @@ impl Database {
             placement,
             new_shard: Box::new(new_shard),
             ids,
+            range_split_rows: opts.range_split_rows,
+            inserted_since_check: parking_lot::Mutex::new(HashMap::new()),
         };
         db.retain_indexes()?;
         let mover = db.mover();
@@ -319,20 +329,29 @@ impl Database {
         points: &[Vec<Value>],
     ) -> SqlResult<(u64, crate::placement::rebalance::MoveReport)> {
         let _change = self.placement.change.lock();
+        let route = TableRoute::for_table(table);
+        let keys = points.iter().map(|p| route.key_of_values(p)).collect();
+        self.split_keys(table, keys)
+    }
+
+    /// Splits `table`'s ranges at encoded shard keys `keys`; the caller holds the change lock.
+    fn split_keys(
+        &self,
+        table: &TableDef,
+        keys: Vec<Vec<u8>>,
+    ) -> SqlResult<(u64, crate::placement::rebalance::MoveReport)> {
         match self.catalog.get(&table.name) {
             Some(Relation::Table(t)) if t.id == table.id => {}
             _ => return Err(crate::catalog::undefined_table(&table.name)),
         }
         let cur = self.placement.current();
-        let route = TableRoute::for_table(table);
         let mut rm = cur
             .range_map(table.id)
             .cloned()
             .unwrap_or_else(|| crate::placement::range_map::RangeMap::single(cur.shards()[0]));
         let mut next = cur.next(|_| {});
         let mut changed = false;
-        for p in points {
-            let key = route.key_of_values(p);
+        for key in keys {
             let holder = rm.owner(&key);
             next.set_range_map(table.id, rm.clone());
             let to = next.least_loaded(Some(holder));
@@ -347,6 +366,102 @@ impl Database {
         next.set_range_map(table.id, rm);
         let version = next.version;
         Ok((version, self.mover().change_map(next)?))
+    }
+
+    /// Counts rows a statement inserted into a range-placed table; when enough have arrived
+    /// since the last look, measures the table's ranges in the background and splits any
+    /// holding more than `range_split_rows` at its median.
+    pub fn note_range_inserts(self: &Arc<Self>, table: &TableDef, rows: u64) {
+        if self.range_split_rows == 0
+            || table.placement.kind != crate::placement::PlacementKind::Range
+        {
+            return;
+        }
+        let due = {
+            let mut counts = self.inserted_since_check.lock();
+            let n = counts.entry(table.id).or_default();
+            *n += rows;
+            if *n >= (self.range_split_rows / 4).max(1) {
+                *n = 0;
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            let db = self.clone();
+            let table_id = table.id;
+            let name = table.name.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = db.auto_split(table_id, &name) {
+                    tracing::warn!(table = %name, error = %e, "automatic range split failed");
+                }
+            });
+        }
+    }
+
+    /// Splits every range of the table holding more than `range_split_rows` rows at (about)
+    /// its median key, found from a sample of every 16th key.
+    pub fn auto_split(&self, table_id: u32, name: &str) -> SqlResult<()> {
+        let Some(_change) = self.placement.change.try_lock() else {
+            return Ok(()); // another change runs; the next inserts look again
+        };
+        let table = match self.catalog.get(name) {
+            Some(Relation::Table(t)) if t.id == table_id => t,
+            _ => return Ok(()),
+        };
+        let map = self.placement.current();
+        let route = TableRoute::for_table(&table);
+        let Some(rm) = map.range_map(table.id).cloned() else {
+            return Ok(());
+        };
+        let snapshot = self.coordinator.begin_read();
+        let mut counts = vec![0u64; rm.owners().len()];
+        let mut samples: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rm.owners().len()];
+        for &shard in map.shards() {
+            self.mover()
+                .for_each_page(&table, shard, snapshot.ts(), &mut |rows| {
+                    for r in rows {
+                        if map.owner_of_row(&route, &r) != shard {
+                            continue;
+                        }
+                        let key = route.key_of_row(&r);
+                        let i = rm.range_of(&key);
+                        if counts[i] % 16 == 0 {
+                            samples[i].push(key);
+                        }
+                        counts[i] += 1;
+                    }
+                    Ok(())
+                })?;
+        }
+        drop(snapshot);
+        let mut splits = Vec::new();
+        for (i, n) in counts.iter().enumerate() {
+            if *n > self.range_split_rows {
+                let s = &mut samples[i];
+                s.sort();
+                s.dedup();
+                // The median, unless it is the range's own start (a range of one repeated
+                // shard-key value cannot split).
+                if let Some(mid) = s.get(s.len() / 2)
+                    && rm.ranges()[i].0 != Some(mid.as_slice())
+                {
+                    splits.push(mid.clone());
+                }
+            }
+        }
+        if splits.is_empty() {
+            return Ok(());
+        }
+        let (version, report) = self.split_keys(&table, splits)?;
+        tracing::info!(
+            table = %name,
+            version,
+            rows_moved = report.rows_moved,
+            "range grew past --range-split-rows and split itself"
+        );
+        Ok(())
     }
 
     /// SHOW SHARDS: one row per live shard (rows counted by scanning: exact, not cheap).
@@ -446,10 +561,7 @@ impl Database {
     }
 
     /// Rows owned per (table, shard, range index for range tables), counted by scanning.
-    fn count_rows(
-        &self,
-        map: &crate::placement::ShardMap,
-    ) -> SqlResult<Vec<(u32, usize, Option<usize>, u64)>> {
+    fn count_rows(&self, map: &crate::placement::ShardMap) -> SqlResult<Vec<RowCount>> {
         let snapshot = self.coordinator.begin_read();
         let mut out: BTreeMap<(u32, usize, Option<usize>), u64> = BTreeMap::new();
         for t in self.catalog.tables() {
@@ -1923,6 +2035,7 @@ impl Session {
         }) {
             return Err(duplicate_key(table, &inserted[ri]));
         }
+        db.note_range_inserts(table, inserted.len() as u64);
         let tag = format!("INSERT 0 {}", inserted.len());
         self.returning_outcome(p.returning, &inserted, params, tag, &exec)
     }

@@ -12,6 +12,12 @@
 //! - `between-commits`: some participants committed, not all;
 //! - `after-commits`: all committed, the decision record not yet dropped.
 //!
+//! And the boundaries of an online placement change (`placement::rebalance`):
+//!
+//! - `move-after-copy`: the moving rows are copied to their new owners, the map not switched;
+//! - `move-after-switch`: the new map is durable and installed, the originals not deleted;
+//! - `move-mid-cleanup`: the originals deleted on some shards, not all.
+//!
 //! Unset (always, outside such tests) a point costs one relaxed load.
 
 use std::sync::OnceLock;
@@ -23,6 +29,9 @@ pub const POINTS: &[&str] = &[
     "after-decision",
     "between-commits",
     "after-commits",
+    "move-after-copy",
+    "move-after-switch",
+    "move-mid-cleanup",
 ];
 
 fn configured() -> Option<&'static str> {

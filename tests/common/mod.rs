@@ -61,6 +61,7 @@ pub fn config(data_dir: &std::path::Path) -> ServerConfig {
         statement_mem_mb: 256,
         deadlock_policy: Default::default(),
         node_id: 0,
+        ..ServerConfig::default()
     }
 }
 
