@@ -132,6 +132,11 @@ impl Mover<'_> {
             ));
         }
         let mut report = MoveReport::default();
+        if self.move_pending()? {
+            // Copies left by a move that failed before its switch: not owned where they are,
+            // and a stale copy would come back if this move made its shard the owner.
+            drop_unowned(self.coord, self.catalog, &old)?;
+        }
         self.set_move_record(Some(new.version))?;
         let mut filtering = (*old).clone();
         filtering.filter_unowned = true;
@@ -140,6 +145,9 @@ impl Mover<'_> {
         // 2. Start recording writes and take the copy snapshot with no writer open.
         let snapshot = {
             let _gate = self.coord.write_guard();
+            // Its keys were written before tracking began: an in-doubt commit finished after
+            // T0 would be missed by both the copy and the catch-up.
+            self.coord.recover()?;
             self.coord.start_move_tracking();
             self.coord.begin_read()
         };
@@ -151,7 +159,9 @@ impl Mover<'_> {
             let route = TableRoute::for_table(table);
             let unchanged = match route.kind {
                 PlacementKind::Hash => old.ring() == new.ring(),
-                PlacementKind::Range => old.range_map(table.id) == new.range_map(table.id),
+                PlacementKind::Range => {
+                    old.effective_range_map(table.id) == new.effective_range_map(table.id)
+                }
             };
             if unchanged {
                 continue; // no row of this table changes owner
@@ -199,6 +209,9 @@ impl Mover<'_> {
         // 4. Catch up and switch, with writers held off.
         {
             let _gate = self.coord.write_guard();
+            // A two-phase commit left in doubt would be finished later on the old owner,
+            // after the catch-up copied its older value: finish it now.
+            self.coord.recover()?;
             let tracked = self.coord.take_move_tracking();
             let routes: HashMap<u32, TableRoute> = self
                 .catalog
@@ -262,8 +275,10 @@ impl Mover<'_> {
         }
 
         crate::txn::faults::hit("move-after-switch");
-        // 5. Delete the originals.
+        // 5. Delete the originals. Snapshots older than the deletions still see them, so reads
+        // below the last deletion keep filtering.
         drop_unowned(self.coord, self.catalog, &new)?;
+        new.unowned_visible_below = self.coord.begin_read().ts();
         self.placement.set_current(new);
         self.set_move_record(None)?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -313,14 +328,18 @@ impl Mover<'_> {
         .map_err(storage_error)
     }
 
-    /// At startup: finishes or undoes an interrupted move (see the module comment).
-    pub fn recover(&self) -> SqlResult<()> {
-        let pending = self
+    fn move_pending(&self) -> SqlResult<bool> {
+        Ok(self
             .placement
             .meta()
             .get(MOVE_KEY, u64::MAX)
-            .map_err(storage_error)?;
-        if pending.is_some() {
+            .map_err(storage_error)?
+            .is_some())
+    }
+
+    /// At startup: finishes or undoes an interrupted move (see the module comment).
+    pub fn recover(&self) -> SqlResult<()> {
+        if self.move_pending()? {
             let map = self.placement.current();
             tracing::warn!(
                 version = map.version,

@@ -47,6 +47,10 @@ pub struct ShardMap {
     /// rows their shard does not own.
     #[serde(skip)]
     pub filter_unowned: bool,
+    /// Reads older than this may still see originals a finished move deleted (at timestamps
+    /// below it): they drop unowned rows too. In memory only (no such reader survives a restart).
+    #[serde(skip)]
+    pub unowned_visible_below: u64,
 }
 
 /// What routing needs to know about one table.
@@ -147,6 +151,7 @@ impl ShardMap {
             ranges: BTreeMap::new(),
             effective_ts: 0,
             filter_unowned: false,
+            unowned_visible_below: 0,
         }
     }
 
@@ -187,6 +192,20 @@ impl ShardMap {
 
     pub fn owner_of_pk(&self, route: &TableRoute, pk: &[u8]) -> SqlResult<usize> {
         Ok(self.owner_of_key(route, &route.key_of_pk(pk)?))
+    }
+
+    /// Whether a read at `read_ts` must drop rows their shard does not own.
+    pub fn must_filter(&self, read_ts: u64) -> bool {
+        self.filter_unowned || read_ts < self.unowned_visible_below
+    }
+
+    /// The range map of a range table, or the single range on the first shard that a table
+    /// missing from the map has (see `owner_of_key`).
+    pub fn effective_range_map(&self, table_id: u32) -> RangeMap {
+        self.ranges
+            .get(&table_id)
+            .cloned()
+            .unwrap_or_else(|| RangeMap::single(self.shards[0]))
     }
 
     /// Every shard that may hold rows of the table.
@@ -259,6 +278,15 @@ pub struct PlacementManager {
 
 impl PlacementManager {
     /// Loads the stored map, or creates the first one with `shards` shards.
+    /// Whether the metadata engine holds a shard map (data directories written before
+    /// placement had none: their rows were placed by `hash mod shard count`).
+    pub fn stored(meta: &Engine) -> SqlResult<bool> {
+        Ok(meta
+            .get(MAP_KEY, READ_LATEST)
+            .map_err(storage_error)?
+            .is_some())
+    }
+
     pub fn load(meta: Arc<Engine>, shards: usize, vnodes: u32) -> SqlResult<PlacementManager> {
         let map = match meta.get(MAP_KEY, READ_LATEST).map_err(storage_error)? {
             Some(bytes) => {
@@ -271,11 +299,8 @@ impl PlacementManager {
                 map.ring = HashRing::new(&map.shards, map.vnodes);
                 map
             }
-            None => {
-                let map = ShardMap::initial(shards, vnodes);
-                persist(&meta, &map)?;
-                map
-            }
+            // Stored by the caller's first `publish` (after it checked the directory).
+            None => ShardMap::initial(shards, vnodes),
         };
         Ok(PlacementManager {
             meta,

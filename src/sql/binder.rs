@@ -675,11 +675,11 @@ impl<'a> Binder<'a> {
                         v
                     }
                     Bound::Update(u) => {
-                        let mut v = vec![format!(
-                            "Update on {}{}",
-                            u.table.name,
-                            protocol(scan_shards(&u.scan))
-                        )];
+                        // Assigning a partition column moves rows to owners known only then.
+                        let key = crate::placement::TableRoute::for_table(&u.table).key_columns;
+                        let moves = u.assignments.iter().any(|(c, _)| key.contains(c));
+                        let shards = if moves { None } else { scan_shards(&u.scan) };
+                        let mut v = vec![format!("Update on {}{}", u.table.name, protocol(shards))];
                         v.extend(explain(&u.scan).into_iter().map(|l| format!("  {l}")));
                         v
                     }

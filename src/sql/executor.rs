@@ -298,7 +298,7 @@ impl<'a> Executor<'a> {
     /// Drops rows a shard returned that it does not own, while a map change may have left
     /// copies on two shards (`ShardMap::filter_unowned`).
     fn keep_owned(&self, route: &TableRoute, shard: usize, rows: &mut Vec<Row>) {
-        if self.map.filter_unowned {
+        if self.map.must_filter(self.read_ts) {
             rows.retain(|r| self.map.owner_of_row(route, r) == shard);
         }
     }

@@ -26,47 +26,117 @@ pub fn parse_statements(sql: &str) -> SqlResult<Vec<ast::Statement>> {
 /// ALTER CLUSTER REMOVE SHARD n        → CALL sharddb_remove_shard(n)
 /// ALTER TABLE t SPLIT AT (v), (w, x)  → CALL sharddb_split_at('t', (v), (w, x))
 /// ```
-/// Recognized only as a whole statement (psql and drivers send one statement at a time).
+/// Recognized from sqlparser's tokens (so comments, case, quoting and line breaks behave as in
+/// any statement), only as a whole statement: psql and drivers send one at a time.
 fn rewrite_placement_command(sql: &str) -> Option<String> {
-    let text = sql.trim().trim_end_matches(';').trim_end();
-    let mut words = text.split_whitespace();
-    let w = |s: Option<&str>| s.map(str::to_ascii_lowercase);
-    if w(words.next()).as_deref() != Some("alter") {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    // Positions (in `tokens`) of the tokens that are not whitespace or comments.
+    let mut sig: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_)))
+        .collect();
+    while sig
+        .last()
+        .is_some_and(|i| matches!(tokens[*i].token, Token::SemiColon))
+    {
+        sig.pop();
+    }
+    if sig
+        .iter()
+        .any(|i| matches!(tokens[*i].token, Token::SemiColon))
+    {
+        return None; // several statements
+    }
+    let word = |k: usize| match sig.get(k).map(|i| &tokens[*i].token) {
+        Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    if word(0).as_deref() != Some("alter") {
         return None;
     }
-    match w(words.next()).as_deref() {
+    match word(1).as_deref() {
         Some("cluster") => {
-            let verb = w(words.next())?;
-            if w(words.next()).as_deref() != Some("shard") {
+            if word(3).as_deref() != Some("shard") {
                 return None;
             }
-            let rest: Vec<&str> = words.collect();
-            match (verb.as_str(), rest.as_slice()) {
-                ("add", []) => Some("CALL sharddb_add_shard()".into()),
-                ("remove", [n]) => Some(format!("CALL sharddb_remove_shard({n})")),
+            match (word(2).as_deref(), sig.len()) {
+                (Some("add"), 4) => Some("CALL sharddb_add_shard()".into()),
+                (Some("remove"), 5) => match &tokens[sig[4]].token {
+                    Token::Number(n, _) => Some(format!("CALL sharddb_remove_shard({n})")),
+                    _ => None,
+                },
                 _ => None,
             }
         }
         Some("table") => {
-            let name = words.next()?;
-            if w(words.next()).as_deref() != Some("split")
-                || w(words.next()).as_deref() != Some("at")
-            {
+            let name = match sig.get(2).map(|i| &tokens[*i].token) {
+                Some(Token::Word(w)) if w.quote_style.is_some() => w.value.clone(),
+                Some(Token::Word(w)) => w.value.to_lowercase(),
+                _ => return None,
+            };
+            if word(3).as_deref() != Some("split") || word(4).as_deref() != Some("at") {
                 return None;
             }
-            // The rest of the text after "AT", verbatim.
-            let at = text.to_ascii_lowercase().find(" split ")?;
-            let after_split = &text[at + " split ".len()..];
-            let rest = after_split.trim_start()[2..].trim_start();
-            let name = name.trim_matches('"').replace('\'', "''");
-            let name = if sql.contains(&format!("\"{name}\"")) {
-                name
-            } else {
-                name.to_lowercase()
+            let first = *sig.get(5)?;
+            let last = *sig.last()?;
+            let start = byte_offset(sql, &tokens[first].span.start)?;
+            let end = match tokens.get(last + 1) {
+                Some(t) => byte_offset(sql, &t.span.start)?,
+                None => sql.len(),
             };
+            let rest = sql.get(start..end)?;
+            let name = name.replace('\'', "''");
             Some(format!("CALL sharddb_split_at('{name}', {rest})"))
         }
         _ => None,
+    }
+}
+
+/// The byte offset of a tokenizer location (1-based line and character column).
+fn byte_offset(sql: &str, loc: &sqlparser::tokenizer::Location) -> Option<usize> {
+    let mut offset = 0;
+    for (i, line) in sql.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == loc.line {
+            let col = (loc.column as usize).checked_sub(1)?;
+            return Some(offset + line.char_indices().nth(col).map_or(line.len(), |(b, _)| b));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod placement_command_tests {
+    use super::rewrite_placement_command as rw;
+
+    #[test]
+    fn rewrites_placement_commands() {
+        assert_eq!(
+            rw("alter cluster add shard;").unwrap(),
+            "CALL sharddb_add_shard()"
+        );
+        assert_eq!(
+            rw("ALTER CLUSTER\n REMOVE SHARD 3").unwrap(),
+            "CALL sharddb_remove_shard(3)"
+        );
+        assert_eq!(
+            rw("ALTER TABLE Events SPLIT AT ('2026-06-01'), ('a split €') ;").unwrap(),
+            "CALL sharddb_split_at('events', ('2026-06-01'), ('a split €'))"
+        );
+        assert_eq!(
+            rw("ALTER TABLE \"We'ird\"\nSPLIT\tAT (1) -- split AT (5)").unwrap(),
+            "CALL sharddb_split_at('We''ird', (1))"
+        );
+        assert_eq!(
+            rw("ALTER TABLE split SPLIT AT (1)").unwrap(),
+            "CALL sharddb_split_at('split', (1))"
+        );
+        assert!(rw("ALTER TABLE t SPLIT AT (1); SELECT 1").is_none());
+        assert!(rw("ALTER TABLE t ADD COLUMN x int").is_none());
+        assert!(rw("ALTER CLUSTER ADD SHARD 5").is_none());
+        assert!(rw("SELECT 1").is_none());
     }
 }
 

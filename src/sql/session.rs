@@ -155,6 +155,7 @@ impl Database {
         };
         // The shard map is authoritative for which shards exist (shards added online are
         // not in cluster.json, which only seeds the first map).
+        let had_map = PlacementManager::stored(&meta)?;
         let placement = PlacementManager::load(meta.clone(), shards, opts.vnodes)?;
         let slots = placement
             .current()
@@ -192,6 +193,22 @@ impl Database {
         let coordinator = Coordinator::new(clients, meta.clone(), clock, &wounds, ids.clone());
         coordinator.recover()?;
         let catalog = Catalog::load(meta)?;
+        if !had_map {
+            if !catalog.tables().is_empty() {
+                return Err(SqlError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "the data directory {} was written by a sharddb without a shard map \
+                         (rows placed by hash modulo the shard count)",
+                        opts.data_dir.display()
+                    ),
+                )
+                .with_hint(
+                    "Dump its tables with that version and load them into a new directory.",
+                ));
+            }
+            placement.publish((*placement.current()).clone())?;
+        }
         let db = Database {
             statement_mem_bytes: opts.statement_mem_bytes,
             deadlock_policy: opts.deadlock_policy,
@@ -208,34 +225,6 @@ impl Database {
         mover.install(&db.placement.current())?;
         mover.recover()?;
         Ok(Arc::new(db))
-    }
-
-    /// Gives a new range-placed table its first range (SPLIT AT spreads it).
-    fn place_range_table(&self, table: &TableDef) -> SqlResult<()> {
-        let _change = self.placement.change.lock();
-        let cur = self.placement.current();
-        if cur.range_map(table.id).is_some() {
-            return Ok(());
-        }
-        // The shard a range table missing from the map is read from (`ShardMap::owner_of_key`),
-        // so a statement routed before this change wrote where this map looks.
-        let owner = cur.shards()[0];
-        let next = cur.next(|m| {
-            m.set_range_map(
-                table.id,
-                crate::placement::range_map::RangeMap::single(owner),
-            )
-        });
-        // Nothing to move (the table is empty): a version bump without a data move.
-        self.switch_empty(next)
-    }
-
-    /// Publishes a map change that moves no rows. Every existing row keeps its shard, so
-    /// snapshots stay valid (the effective timestamp is kept) and no writer needs holding off;
-    /// statements routed with the old version are refused and routed again.
-    fn switch_empty(&self, next: crate::placement::ShardMap) -> SqlResult<()> {
-        self.placement.publish(next.clone())?;
-        self.mover().install(&next)
     }
 
     /// ALTER CLUSTER ADD SHARD: opens a shard under the next id and moves to it the keys the
@@ -302,7 +291,20 @@ impl Database {
                 "cannot remove the last shard",
             ));
         }
+        // Range tables without a map entry live on the first shard, which may be the one
+        // leaving: give them entries first, under the current first shard.
+        let range_tables: Vec<u32> = self
+            .catalog
+            .tables()
+            .iter()
+            .filter(|t| t.placement.kind == crate::placement::PlacementKind::Range)
+            .map(|t| t.id)
+            .collect();
         let next = cur.next(|m| {
+            for t in &range_tables {
+                let rm = m.effective_range_map(*t);
+                m.set_range_map(*t, rm);
+            }
             m.remove_shard(shard);
             let tables: Vec<u32> = m.range_tables().map(|(t, _)| *t).collect();
             for t in tables {
@@ -412,9 +414,7 @@ impl Database {
         };
         let map = self.placement.current();
         let route = TableRoute::for_table(&table);
-        let Some(rm) = map.range_map(table.id).cloned() else {
-            return Ok(());
-        };
+        let rm = map.effective_range_map(table.id);
         let snapshot = self.coordinator.begin_read();
         let mut counts = vec![0u64; rm.owners().len()];
         let mut samples: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rm.owners().len()];
@@ -517,8 +517,7 @@ impl Database {
                 continue;
             }
             let route = TableRoute::for_table(&t);
-            let single = crate::placement::range_map::RangeMap::single(map.shards()[0]);
-            let rm = map.range_map(t.id).unwrap_or(&single);
+            let rm = map.effective_range_map(t.id);
             let show = |k: Option<&[u8]>, inf: &str| -> String {
                 let Some(mut k) = k else {
                     return inf.to_string();
@@ -566,6 +565,7 @@ impl Database {
         let mut out: BTreeMap<(u32, usize, Option<usize>), u64> = BTreeMap::new();
         for t in self.catalog.tables() {
             let route = TableRoute::for_table(&t);
+            let rm = map.effective_range_map(t.id);
             for &shard in map.shards() {
                 self.mover()
                     .for_each_page(&t, shard, snapshot.ts(), &mut |rows| {
@@ -574,9 +574,9 @@ impl Database {
                                 continue;
                             }
                             let range = match route.kind {
-                                crate::placement::PlacementKind::Range => map
-                                    .range_map(t.id)
-                                    .map(|rm| rm.range_of(&route.key_of_row(&r))),
+                                crate::placement::PlacementKind::Range => {
+                                    Some(rm.range_of(&route.key_of_row(&r)))
+                                }
                                 crate::placement::PlacementKind::Hash => None,
                             };
                             *out.entry((t.id, shard, range)).or_default() += 1;
@@ -721,6 +721,8 @@ impl Database {
     /// (writers wait, readers do not), checks uniqueness over the visible rows, builds on every
     /// shard, then writes the catalog entry (the commit point).
     fn create_index(&self, table: &TableDef, mut index: IndexDef) -> SqlResult<()> {
+        // Not while rows move: a new shard must get this index, and copies must be indexed.
+        let _placement = self.placement.change.lock();
         let _write = self.coordinator.write_guard();
         // A two-phase commit left in doubt by a failure after its decision would commit below
         // the build's snapshot once resolved, so its rows would miss the index: resolve any
@@ -1529,6 +1531,15 @@ impl Session {
         }
         let txn = self.txn(block)?;
         txn.next_statement();
+        // A SERIALIZABLE transaction's shared locks sit on the shards that owned its rows
+        // when it read them; after a data move they protect nothing, so it cannot go on.
+        if txn.isolation == Isolation::Serializable
+            && txn.start_ts() < self.db.placement.current().effective_ts
+        {
+            return Err(crate::error::stale_shard_map(
+                "the SERIALIZABLE transaction's locks predate a data move between shards".into(),
+            ));
+        }
         if txn.isolation == Isolation::Serializable {
             // Its reads take shared locks wherever they go; commit and rollback release them.
             coord.touch_all(txn);
@@ -1653,6 +1664,20 @@ impl Session {
                 ))
             }
             Bound::CreateTable { def, if_not_exists } => {
+                // Not while rows move (a new shard must get the table's indexes). A transaction
+                // that wrote holds the DDL gate a move may be waiting for: it must not wait.
+                let holds_gate = block.txn.as_ref().is_some_and(Txn::has_written);
+                let _placement = if holds_gate {
+                    Some(db.placement.change.try_lock().ok_or_else(|| {
+                        SqlError::new(
+                            sqlstate::LOCK_NOT_AVAILABLE,
+                            "a placement change (ADD SHARD, SPLIT AT) is in progress",
+                        )
+                        .with_hint("Retry CREATE TABLE, or run it outside this transaction.")
+                    })?)
+                } else {
+                    Some(db.placement.change.lock())
+                };
                 // The table is new, so its (empty) indexes are built at any snapshot.
                 let build = |t: &TableDef| -> SqlResult<()> {
                     let read_ts = db.coordinator.begin_read().ts();
@@ -1670,10 +1695,9 @@ impl Session {
                     .catalog
                     .create_table(def.clone(), if_not_exists, &build, &undo)?
                 {
+                    // A new range table has one range on the first shard without a map entry
+                    // (`ShardMap::effective_range_map`); SPLIT AT creates the entry.
                     None => tracing::info!(table = %def.name, "relation already exists, skipping"),
-                    Some(t) if t.placement.kind == crate::placement::PlacementKind::Range => {
-                        db.place_range_table(&t)?;
-                    }
                     Some(_) => {}
                 }
                 Ok(Outcome::Command {
@@ -2315,6 +2339,8 @@ impl Session {
     /// Deletes a dropped table's rows, shard by shard, a page at a time.
     fn delete_all_rows(&self, table: &TableDef) -> SqlResult<()> {
         let db = &self.db;
+        // Not while rows move: copies made for a dropped table would never be deleted.
+        let _placement = db.placement.change.lock();
         let _write = db.coordinator.write_guard();
         let types: Vec<DataType> = table.columns.iter().map(|c| c.ty).collect();
         let snapshot = db.coordinator.begin_read();
