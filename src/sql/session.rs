@@ -427,7 +427,7 @@ impl Database {
                         }
                         let key = route.key_of_row(&r);
                         let i = rm.range_of(&key);
-                        if counts[i] % 16 == 0 {
+                        if counts[i].is_multiple_of(16) {
                             samples[i].push(key);
                         }
                         counts[i] += 1;
@@ -1691,14 +1691,14 @@ impl Session {
                         db.drop_index_on_shards(i.id);
                     }
                 };
-                match db
+                // A new range table has one range on the first shard without a map entry
+                // (`ShardMap::effective_range_map`); SPLIT AT creates the entry.
+                if db
                     .catalog
                     .create_table(def.clone(), if_not_exists, &build, &undo)?
+                    .is_none()
                 {
-                    // A new range table has one range on the first shard without a map entry
-                    // (`ShardMap::effective_range_map`); SPLIT AT creates the entry.
-                    None => tracing::info!(table = %def.name, "relation already exists, skipping"),
-                    Some(_) => {}
+                    tracing::info!(table = %def.name, "relation already exists, skipping");
                 }
                 Ok(Outcome::Command {
                     tag: "CREATE TABLE".into(),
