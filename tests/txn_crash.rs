@@ -263,7 +263,8 @@ crash_point_tests! {
     crash_after_commits_commits: "after-commits" => true,
 }
 
-/// The faults module's list and this file's tests name the same points.
+/// The faults module's list and the crash tests name the same points (the data-move points
+/// are tested by `tests/placement_crash.rs`).
 #[test]
 fn every_crash_point_is_tested() {
     let tested = [
@@ -273,6 +274,9 @@ fn every_crash_point_is_tested() {
         "after-decision",
         "between-commits",
         "after-commits",
+        "move-after-copy",
+        "move-after-switch",
+        "move-mid-cleanup",
     ];
     assert_eq!(sharddb::txn::faults::POINTS, tested);
 }
