@@ -127,18 +127,6 @@ impl AggState {
         })
     }
 
-    /// Bytes this state holds beyond its fixed size (distinct sets, collected values).
-    pub fn extra_bytes(&self) -> usize {
-        match self {
-            AggState::Distinct(inner, seen) => {
-                inner.extra_bytes() + seen.iter().map(|k| k.len() + 32).sum::<usize>()
-            }
-            AggState::Collect { values, .. } => row_bytes(values) * 2,
-            AggState::Str(Some(s)) => s.len(),
-            _ => 0,
-        }
-    }
-
     /// Adds one input row's argument values; returns the bytes the state grew by (for the
     /// memory bounds; only sets and strings grow).
     pub fn add(&mut self, call: &AggCall, args: Vec<Value>) -> SqlResult<usize> {
@@ -355,14 +343,6 @@ impl GroupTable {
     /// Approximate bytes held (keys, states, distinct values).
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.groups.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
     }
 
     /// The group of `key_vals`, created if new; returns its position and the bytes added.
