@@ -16,7 +16,9 @@
 
 use crate::error::SqlError;
 use crate::shard::Shard;
+use crate::sql::aggregate::AggState;
 use crate::sql::expr::Expr;
+use crate::sql::plan::{AggCall, SortKey};
 use crate::txn::TxnCtx;
 use crate::types::{DataType, Row};
 use async_trait::async_trait;
@@ -91,6 +93,95 @@ pub struct IndexScanRequest {
     pub filter: Option<Expr>,
     /// As for [`ScanRequest::txn`]; SERIALIZABLE locks the entry range and each row read.
     pub txn: Option<TxnCtx>,
+}
+
+/// Engine-key (or index-entry) bounds of one range.
+pub type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// Where a pushed-down operator reads its rows on one shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PushedSource {
+    /// A table's rows in engine-key order within the bounds (as [`ScanRequest`]).
+    Table {
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    },
+    /// Index entry ranges walked in the order given (as [`IndexScanRequest`] each).
+    Index {
+        index_id: u32,
+        ranges: Vec<KeyBounds>,
+        reverse: bool,
+    },
+}
+
+/// The operator a shard runs over the rows of a [`PushdownRequest`] (see `sql/pushdown.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardOp {
+    /// Hash aggregation into partial states (`sql/aggregate.rs`), answered with `Partials`.
+    Aggregate {
+        group_by: Vec<Expr>,
+        group_types: Vec<DataType>,
+        aggs: Vec<AggCall>,
+    },
+    /// Drops rows equal (in their first `types.len()` columns) to an earlier one; answered
+    /// with `PushedRows` in first-seen order.
+    Distinct { types: Vec<DataType> },
+    /// Keeps the first `n` rows by `keys`, ties kept in scan order; answered with
+    /// `PushedRows` in scan order (so the coordinator's stable sort breaks ties exactly as it
+    /// would over every row).
+    TopN { keys: Vec<SortKey>, n: usize },
+}
+
+/// Scan-and-compute on one shard: rows of `source` at `read_ts` (through the transaction's
+/// view, as plain scans read them) that pass `filter` are projected by `project` and fed to
+/// `op`. The shard stops after examining `max_rows` stored rows (or index entries) or once
+/// `op` holds `max_bytes`, and answers with what it has and where to resume, so neither its
+/// memory nor one answer is unbounded; the caller merges the answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushdownRequest {
+    pub source: PushedSource,
+    pub read_ts: u64,
+    pub filter: Option<Expr>,
+    pub txn: Option<TxnCtx>,
+    pub project: Option<Vec<Expr>>,
+    pub op: ShardOp,
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+/// Where a [`PushdownRequest`] stopped: after engine key (or index entry) `after` in range
+/// `range` of its source, or at that range's start if `after` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedResume {
+    pub range: usize,
+    pub after: Option<Vec<u8>>,
+}
+
+impl PushdownRequest {
+    /// Narrows the source to what follows `resume` (the next request of a paged pushdown).
+    pub fn resume_from(&mut self, resume: PushedResume) {
+        let Some(after) = resume.after.map(Bound::Excluded) else {
+            if let PushedSource::Index { ranges, .. } = &mut self.source {
+                ranges.drain(..resume.range.min(ranges.len()));
+            }
+            return;
+        };
+        match &mut self.source {
+            PushedSource::Table { start, .. } => *start = after,
+            PushedSource::Index {
+                ranges, reverse, ..
+            } => {
+                ranges.drain(..resume.range.min(ranges.len()));
+                if let Some((start, end)) = ranges.first_mut() {
+                    if *reverse {
+                        *end = after;
+                    } else {
+                        *start = after;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One key a transaction writes.
@@ -263,6 +354,8 @@ pub enum ShardRequest {
     },
     /// Runs the page-level invariant checker on every index of this shard.
     CheckIndexes,
+    /// Aggregation, deduplication or top-N over a scan, on the shard (`sql/pushdown.rs`).
+    Pushdown(PushdownRequest),
 }
 
 impl ShardRequest {
@@ -308,6 +401,17 @@ pub enum ShardResponse {
     KeyStates(Vec<KeyState>),
     /// `Write`: positions of refused `must_not_exist` writes.
     Duplicates(Vec<usize>),
+    /// `Pushdown` of an aggregate: each group's key values and partial states, in first-seen
+    /// order.
+    Partials {
+        groups: Vec<(Row, Vec<AggState>)>,
+        resume: Option<PushedResume>,
+    },
+    /// `Pushdown` of DISTINCT or top-N: the rows kept.
+    PushedRows {
+        rows: Vec<Row>,
+        resume: Option<PushedResume>,
+    },
     /// `Locks`.
     Locks {
         locks: Vec<crate::txn::locks::LockInfo>,

@@ -9,6 +9,7 @@
 mod index_build;
 pub mod indexes;
 pub mod keys;
+mod pushdown;
 #[cfg(test)]
 mod tests;
 pub mod txn;
@@ -319,6 +320,7 @@ impl Shard {
                 ))
             }
             ShardRequest::CheckIndexes => Ok(ShardResponse::IndexChecks(self.indexes.stats(true))),
+            ShardRequest::Pushdown(req) => self.pushdown(req).await,
         }
     }
 

@@ -162,6 +162,8 @@ pub struct Binder<'a> {
     tables: RefCell<HashMap<u32, Arc<TableDef>>>,
     /// `enable_indexscan`: when off, scans never use secondary indexes.
     index_scans: bool,
+    /// `sharddb.pushdown`: when off, everything above a scan runs at the coordinator.
+    pushdown: bool,
     /// The session's settings, for `current_setting(name)` (a constant per statement).
     settings: HashMap<String, String>,
     /// The snapshot the statement reads at, when it is older than now (REPEATABLE READ):
@@ -517,6 +519,7 @@ impl<'a> Binder<'a> {
             depth: Cell::new(0),
             tables: RefCell::new(HashMap::new()),
             index_scans: true,
+            pushdown: true,
             settings: HashMap::new(),
             index_horizon: None,
             map: None,
@@ -541,6 +544,13 @@ impl<'a> Binder<'a> {
     /// Whether scans may use secondary indexes (the `enable_indexscan` setting).
     pub fn with_index_scans(mut self, on: bool) -> Self {
         self.index_scans = on;
+        self
+    }
+
+    /// Whether aggregation, DISTINCT and top-N may run on the shards (`sql/pushdown.rs`; the
+    /// `sharddb.pushdown` setting).
+    pub fn with_pushdown(mut self, on: bool) -> Self {
+        self.pushdown = on;
         self
     }
 
@@ -573,6 +583,11 @@ impl<'a> Binder<'a> {
         match stmt {
             S::Query(q) => {
                 let (plan, scope) = self.bind_query(q, &[])?;
+                let plan = if self.pushdown {
+                    crate::sql::pushdown::push_down(plan)?
+                } else {
+                    plan
+                };
                 let columns = text_unknowns(scope)
                     .columns
                     .iter()
@@ -827,7 +842,15 @@ impl<'a> Binder<'a> {
             ast::Set::SingleAssignment {
                 variable, values, ..
             } => {
-                let name = object_name(variable)?;
+                // `prefix.name` is a custom setting (like PostgreSQL's placeholder variables),
+                // such as `sharddb.pushdown`.
+                let name = match variable.0.as_slice() {
+                    [
+                        ast::ObjectNamePart::Identifier(prefix),
+                        ast::ObjectNamePart::Identifier(n),
+                    ] if ident(prefix) != "public" => format!("{}.{}", ident(prefix), ident(n)),
+                    _ => object_name(variable)?,
+                };
                 let value = values
                     .iter()
                     .map(|v| match v {

@@ -10,7 +10,7 @@
 use crate::catalog::SystemView;
 use crate::error::SqlResult;
 use crate::sql::expr::Expr;
-use crate::types::DataType;
+use crate::types::{DataType, Value};
 use serde::{Deserialize, Serialize};
 
 /// `5`, `5 + 10` or `$1` as EXPLAIN shows a per-shard limit.
@@ -72,6 +72,63 @@ pub struct SortKey {
     pub expr: Expr,
     pub desc: bool,
     pub nulls_first: bool,
+}
+
+/// Orders two rows' sort-key values (`a[i]` and `b[i]` are key `i`'s values) as ORDER BY does:
+/// each key ascending or descending, NULLs first or last as the key says.
+pub fn compare_sort_keys(a: &[Value], b: &[Value], keys: &[SortKey]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for ((x, y), k) in a.iter().zip(b).zip(keys) {
+        let ord = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if k.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if k.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let o = crate::types::compare::compare(x, y);
+                if k.desc { o.reverse() } else { o }
+            }
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+/// What a [`Plan::Pushdown`] runs on each shard it scans (see `sql/pushdown.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PushedOp {
+    /// Each shard groups its rows into partial aggregate states; the coordinator merges and
+    /// finishes them, so the node's output is exactly `Plan::Aggregate`'s. Expressions are
+    /// over the stored row.
+    Aggregate {
+        group_by: Vec<Expr>,
+        group_types: Vec<DataType>,
+        aggs: Vec<AggCall>,
+    },
+    /// Each shard drops duplicate (projected) rows; the coordinator `Distinct` above
+    /// deduplicates again across shards.
+    Distinct { types: Vec<DataType> },
+    /// Each shard returns only its first `limit + offset` (projected) rows by `keys` (over the
+    /// projected row; evaluated at execution, NULL limit: every row); the coordinator `Sort`
+    /// and `Limit` above finish the job.
+    TopN {
+        keys: Vec<SortKey>,
+        limit: Expr,
+        offset: Option<Expr>,
+    },
 }
 
 /// How a scan finds its rows.
@@ -195,6 +252,15 @@ pub enum Plan {
         left: Box<Plan>,
         right: Box<Plan>,
         types: Vec<DataType>,
+    },
+    /// Work done on the shards of a scan-gather (`sql/pushdown.rs`): `scan` (a `Plan::Scan`
+    /// with full or index access) is read on every shard, each row that passes its filter is
+    /// projected by `project` (if any, over the stored row) and handed to `op`; only `op`'s
+    /// results cross the shard boundary.
+    Pushdown {
+        scan: Box<Plan>,
+        project: Option<Vec<Expr>>,
+        op: PushedOp,
     },
 }
 
@@ -352,6 +418,47 @@ impl Plan {
                 right: sub(right, f)?,
                 types,
             },
+            Plan::Pushdown { scan, project, op } => Plan::Pushdown {
+                scan: sub(scan, f)?,
+                project: project.map(|p| all(p, f)).transpose()?,
+                op: match op {
+                    PushedOp::Aggregate {
+                        group_by,
+                        group_types,
+                        aggs,
+                    } => PushedOp::Aggregate {
+                        group_by: all(group_by, f)?,
+                        group_types,
+                        aggs: aggs
+                            .into_iter()
+                            .map(|a| {
+                                Ok(AggCall {
+                                    args: all(a.args, f)?,
+                                    ..a
+                                })
+                            })
+                            .collect::<SqlResult<_>>()?,
+                    },
+                    PushedOp::Distinct { types } => PushedOp::Distinct { types },
+                    PushedOp::TopN {
+                        keys,
+                        limit,
+                        offset,
+                    } => PushedOp::TopN {
+                        keys: keys
+                            .into_iter()
+                            .map(|k| {
+                                Ok(SortKey {
+                                    expr: f(k.expr)?,
+                                    ..k
+                                })
+                            })
+                            .collect::<SqlResult<_>>()?,
+                        limit: f(limit)?,
+                        offset: offset.map(&mut *f).transpose()?,
+                    },
+                },
+            },
         })
     }
 
@@ -365,6 +472,17 @@ impl Plan {
             } => ix.limit.is_some(),
             _ => false,
         }
+    }
+
+    /// Whether this is a per-shard top-N.
+    fn shard_top_n(&self) -> bool {
+        matches!(
+            self,
+            Plan::Pushdown {
+                op: PushedOp::TopN { .. },
+                ..
+            }
+        )
     }
 
     /// An indented, human-readable rendering for EXPLAIN.
@@ -417,11 +535,14 @@ impl Plan {
         out: &mut Vec<String>,
         map: Option<&crate::placement::ShardMap>,
     ) {
-        let pad = if depth == 0 {
-            String::new()
-        } else {
-            format!("{}->  ", "  ".repeat(depth * 2 - 1))
+        let pad_at = |depth: usize| {
+            if depth == 0 {
+                String::new()
+            } else {
+                format!("{}->  ", "  ".repeat(depth * 2 - 1))
+            }
         };
+        let pad = pad_at(depth);
         let line = match self {
             Plan::Scan {
                 table_name,
@@ -516,6 +637,8 @@ impl Plan {
                         "Sort ({} keys; merges the shards' ordered index scans)",
                         keys.len()
                     )
+                } else if input.shard_top_n() {
+                    format!("Sort ({} keys; merges the shards' top-N rows)", keys.len())
                 } else {
                     format!("Sort ({} keys)", keys.len())
                 }
@@ -524,6 +647,46 @@ impl Plan {
             Plan::Distinct { .. } => "Distinct".to_string(),
             Plan::SetOp { op, all, .. } => {
                 format!("{:?}{}", op, if *all { " All" } else { "" })
+            }
+            Plan::Pushdown { scan, project, op } => {
+                // The coordinator's part (for aggregates), then each shard's steps top down.
+                let mut steps = Vec::new();
+                match op {
+                    PushedOp::Aggregate { group_by, aggs, .. } => {
+                        out.push(format!(
+                            "{pad}Aggregate ({} group keys, {} aggregates; merges the shards' \
+                             partial aggregates)",
+                            group_by.len(),
+                            aggs.len()
+                        ));
+                        steps.push("Partial Aggregate on each shard".to_string());
+                    }
+                    PushedOp::Distinct { types } => {
+                        steps.push(format!("Distinct on each shard ({} columns)", types.len()))
+                    }
+                    PushedOp::TopN {
+                        keys,
+                        limit,
+                        offset,
+                    } => steps.push(format!(
+                        "Top-N {} on each shard ({} keys)",
+                        limit_text(limit, offset),
+                        keys.len()
+                    )),
+                }
+                if let Some(p) = project {
+                    steps.push(format!("Project ({} columns) on each shard", p.len()));
+                }
+                let first = if matches!(op, PushedOp::Aggregate { .. }) {
+                    depth + 1
+                } else {
+                    depth
+                };
+                for (i, step) in steps.iter().enumerate() {
+                    out.push(format!("{}{step}", pad_at(first + i)));
+                }
+                scan.explain_into(first + steps.len(), out, map);
+                return;
             }
         };
         out.push(format!("{pad}{line}"));
@@ -539,6 +702,7 @@ impl Plan {
                 left.explain_into(depth + 1, out, map);
                 right.explain_into(depth + 1, out, map);
             }
+            Plan::Pushdown { .. } => {}
         }
     }
 }

@@ -1093,6 +1093,7 @@ impl Session {
             ("application_name", ""),
             ("enable_indexscan", "on"),
             ("enable_seqscan", "on"),
+            ("sharddb.pushdown", "on"),
             ("lock_timeout", "0"),
             ("transaction_read_only", "off"),
             ("default_transaction_read_only", "off"),
@@ -1155,6 +1156,7 @@ impl Session {
             .with_index_scans(
                 self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
             )
+            .with_pushdown(self.settings.get("sharddb.pushdown").map(String::as_str) != Some("off"))
             .with_settings(self.effective_settings())
     }
 
@@ -1921,6 +1923,14 @@ impl Session {
                         rows,
                     });
                 }
+                // `SHOW prefix.name` arrives as two words (custom settings like
+                // `sharddb.pushdown`).
+                let key = match key.split_once(' ') {
+                    Some((prefix, n)) if !settings.contains_key(&key) && !n.contains(' ') => {
+                        format!("{prefix}.{n}")
+                    }
+                    _ => key,
+                };
                 let value = settings.get(&key).cloned().ok_or_else(|| {
                     SqlError::new(
                         sqlstate::UNDEFINED_OBJECT,
@@ -2366,7 +2376,7 @@ impl Session {
 
 /// Planner switches, boolean like PostgreSQL's. `enable_seqscan` is accepted for
 /// compatibility; sharddb has no cost model for it to bias.
-const BOOL_SETTINGS: &[&str] = &["enable_indexscan", "enable_seqscan"];
+const BOOL_SETTINGS: &[&str] = &["enable_indexscan", "enable_seqscan", "sharddb.pushdown"];
 
 /// PostgreSQL's boolean setting syntax (`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`, and
 /// unique prefixes), shown as `on`/`off`.
