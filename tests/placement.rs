@@ -182,6 +182,47 @@ async fn explain_shows_pruned_routes() {
         p.contains("Point lookup") || p.contains("Scan on shard "),
         "{p}"
     );
+    // EXPLAIN ANALYZE: rows and time per shard, only on the shards the route names.
+    let p = plan("ANALYZE SELECT * FROM h WHERE a = 5").await;
+    assert!(p.contains("Execution: 20 rows"), "{p}");
+    let visits: Vec<&str> = p.lines().filter(|l| l.contains(" <- ")).collect();
+    assert_eq!(visits.len(), 1, "{p}");
+    assert!(visits[0].contains("<- h: 20 rows"), "{p}");
+    let p = plan("ANALYZE SELECT * FROM h WHERE b = 5").await;
+    assert!(p.contains("Execution: 60 rows"), "{p}");
+    let rows_per_shard: Vec<u64> = p
+        .lines()
+        .filter(|l| l.contains(" <- "))
+        .map(|l| {
+            l.split(": ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(rows_per_shard.len(), 4, "{p}");
+    assert_eq!(rows_per_shard.iter().sum::<u64>(), 60, "{p}");
+    for q in [
+        "EXPLAIN ANALYZE DELETE FROM h",
+        "EXPLAIN (ANALYZE) DELETE FROM h",
+    ] {
+        let e = c.simple_query(q).await.unwrap_err();
+        assert!(db_error(&e).starts_with("0A000"), "{q}: {}", db_error(&e));
+    }
+    // The PostgreSQL option form, and a self-join keeps its two scans apart.
+    let p = plan(
+        "(ANALYZE, COSTS OFF) SELECT * FROM h x JOIN h y ON x.a = y.a WHERE x.a = 5 AND y.a = 5",
+    )
+    .await;
+    assert_eq!(
+        p.lines().filter(|l| l.contains(" <- h: 20 rows")).count(),
+        2,
+        "{p}"
+    );
     let p = plan("INSERT INTO h VALUES (1, 1000, 'x')").await;
     assert!(p.contains("(one shard: 1PC)"), "{p}");
     // Keys 1..40 of h land on several shards of the ring.

@@ -108,6 +108,11 @@ pub enum Bound {
         if_exists: bool,
     },
     Explain(Vec<String>),
+    /// `EXPLAIN ANALYZE` of a query: runs it and adds, per scan and shard, rows and time.
+    ExplainAnalyze {
+        plan: Plan,
+        lines: Vec<String>,
+    },
     /// `SHOW SHARDS`: each shard, its share of the hash ring, its ranges and row count.
     ShowShards,
     /// `SHOW RANGES`: every range of every range-placed table.
@@ -650,7 +655,42 @@ impl<'a> Binder<'a> {
                     views,
                 })
             }
-            S::Explain { statement, .. } => {
+            S::Explain {
+                statement,
+                analyze,
+                options,
+                ..
+            } => {
+                // `EXPLAIN (ANALYZE [true|false], COSTS ..., VERBOSE ...)`: ANALYZE is honoured;
+                // the others change nothing sharddb prints (it has no costs), as with VERBOSE.
+                let mut analyze = *analyze;
+                for o in options.iter().flatten() {
+                    let on = match &o.arg {
+                        None => true,
+                        Some(e) => !matches!(
+                            e.to_string().to_ascii_lowercase().as_str(),
+                            "false" | "off" | "0"
+                        ),
+                    };
+                    match ident(&o.name).as_str() {
+                        "analyze" => analyze = on,
+                        "costs" | "verbose" | "timing" | "summary" | "buffers" => {}
+                        "format" => {
+                            let text = o.arg.as_ref().map(|e| e.to_string().to_ascii_lowercase());
+                            if text.as_deref() != Some("text") {
+                                return Err(SqlError::unsupported(
+                                    "EXPLAIN formats other than TEXT",
+                                ));
+                            }
+                        }
+                        other => {
+                            return Err(SqlError::new(
+                                sqlstate::SYNTAX_ERROR,
+                                format!("unrecognized EXPLAIN option \"{other}\""),
+                            ));
+                        }
+                    }
+                }
                 let bound = self.bind_statement(statement)?;
                 let explain = |p: &Plan| match &self.map {
                     Some(m) => p.explain_routed(m),
@@ -681,6 +721,18 @@ impl<'a> Binder<'a> {
                         }
                     }
                 };
+                if analyze {
+                    return match bound {
+                        Bound::Query { plan, .. } => {
+                            let lines = explain(&plan);
+                            Ok(Bound::ExplainAnalyze { plan, lines })
+                        }
+                        _ => Err(SqlError::unsupported(
+                            "EXPLAIN ANALYZE of a statement other than a query",
+                        )
+                        .with_hint("EXPLAIN (without ANALYZE) shows the route of a write.")),
+                    };
+                }
                 let lines = match &bound {
                     Bound::Query { plan, .. } => explain(plan),
                     Bound::Insert(i) => {

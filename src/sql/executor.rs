@@ -40,6 +40,21 @@ use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// What one scan of a statement got from one shard (EXPLAIN ANALYZE).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardVisit {
+    /// Which scan of the statement (scans of one table stay apart: a self-join, a subquery).
+    pub scan: usize,
+    /// The scanned table.
+    pub table: String,
+    pub shard: usize,
+    /// Rows (or, for a pushed aggregate, groups) the shard returned.
+    pub rows: u64,
+    pub requests: u64,
+    /// Wall time of its requests (requests of one parallel round overlap).
+    pub micros: u64,
+}
+
 /// Rows examined per shard scan request.
 pub const SCAN_PAGE: usize = 1024;
 /// Stored rows one pushdown request examines on a shard before it answers (a shard's partial
@@ -53,6 +68,8 @@ pub struct Executor<'a> {
     pub coord: &'a Coordinator,
     /// The shard map this statement routes with (one snapshot for the whole statement).
     pub map: Arc<ShardMap>,
+    /// EXPLAIN ANALYZE: what each scan asked of each shard.
+    analyze: Option<RefCell<Vec<ShardVisit>>>,
     pub read_ts: u64,
     /// The transaction the statement runs in, sent with every read (own intents, READ
     /// UNCOMMITTED, SERIALIZABLE locks); `None` for a plain snapshot read.
@@ -85,6 +102,7 @@ impl<'a> Executor<'a> {
         Executor {
             coord,
             map: placement.current(),
+            analyze: None,
             read_ts,
             txn: None,
             params,
@@ -105,6 +123,55 @@ impl<'a> Executor<'a> {
     pub fn with_mem_limit(mut self, bytes: usize) -> Self {
         self.mem_limit = bytes;
         self
+    }
+
+    /// Notes (EXPLAIN ANALYZE) that a pushed-down operator ran at the coordinator instead.
+    fn note_fallback(&self, table: &str) {
+        if let Some(a) = &self.analyze {
+            a.borrow_mut().push(ShardVisit {
+                scan: 0,
+                table: format!("{table}: pushdown not used (data move in progress, rows gathered)"),
+                shard: usize::MAX,
+                rows: 0,
+                requests: 0,
+                micros: 0,
+            });
+        }
+    }
+
+    /// Records what each shard answers (EXPLAIN ANALYZE).
+    pub fn with_analyze(mut self) -> Self {
+        self.analyze = Some(RefCell::new(Vec::new()));
+        self
+    }
+
+    /// The shard visits recorded so far, one entry per (scan, shard) in first-visit order.
+    pub fn visits(&self) -> Vec<ShardVisit> {
+        self.analyze
+            .as_ref()
+            .map(|a| a.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    fn note(&self, scan: &Plan, table: &str, shard: usize, rows: usize, micros: u64) {
+        let Some(a) = &self.analyze else { return };
+        let scan = scan as *const Plan as usize;
+        let mut a = a.borrow_mut();
+        match a.iter_mut().find(|v| v.scan == scan && v.shard == shard) {
+            Some(v) => {
+                v.rows += rows as u64;
+                v.requests += 1;
+                v.micros += micros;
+            }
+            None => a.push(ShardVisit {
+                scan,
+                table: table.to_string(),
+                shard,
+                rows: rows as u64,
+                requests: 1,
+                micros,
+            }),
+        }
     }
 
     /// Accounts for `bytes` more of materialized rows; 53200 once past the limit.
@@ -138,15 +205,16 @@ impl<'a> Executor<'a> {
         match plan {
             Plan::Scan {
                 table_id,
+                table_name,
                 column_types,
                 primary_key,
                 placement,
                 access,
                 filter,
-                ..
             } => {
                 let route = TableRoute::new(*table_id, placement, primary_key, column_types);
-                self.scan(&route, column_types, access, filter, outer)
+                let node = (plan, table_name.as_str());
+                self.scan(node, &route, column_types, access, filter, outer)
             }
             Plan::SystemScan { view } => self.system_scan(*view),
             Plan::Values { rows, .. } => {
@@ -284,6 +352,7 @@ impl<'a> Executor<'a> {
 
     fn scan(
         &self,
+        (node, name): (&Plan, &str),
         route: &TableRoute,
         column_types: &[DataType],
         access: &Access,
@@ -304,6 +373,7 @@ impl<'a> Executor<'a> {
                     keycode::encode_key_value(&v, column_types[*col], &mut encoded);
                 }
                 let shard = self.map.owner_of_pk(route, &encoded)?;
+                let started = std::time::Instant::now();
                 let resp = self.coord.call(
                     shard,
                     self.routed(ShardRequest::Get {
@@ -315,20 +385,23 @@ impl<'a> Executor<'a> {
                 let ShardResponse::Row(row) = resp else {
                     return Err(SqlError::internal("unexpected shard response to Get"));
                 };
-                match row {
+                let micros = started.elapsed().as_micros() as u64;
+                let out = match row {
                     Some(r) => {
                         let keep = match filter {
                             Some(f) => f.eval(&r, &ctx)? == Value::Bool(true),
                             None => true,
                         };
-                        Ok(if keep { vec![r] } else { vec![] })
+                        if keep { vec![r] } else { vec![] }
                     }
-                    None => Ok(Vec::new()),
-                }
+                    None => Vec::new(),
+                };
+                self.note(node, name, shard, out.len(), micros);
+                Ok(out)
             }
             Access::Index(ix) => {
                 let shards = self.scan_shards(route, access, filter.as_ref(), outer);
-                self.index_scan(route, &shards, ix, filter, outer)
+                self.index_scan((node, name), route, &shards, ix, filter, outer)
             }
             Access::Full => {
                 let shards = self.scan_shards(route, access, filter.as_ref(), outer);
@@ -362,7 +435,7 @@ impl<'a> Executor<'a> {
                         .collect();
                     let answers = self.call_all(round, requests);
                     let mut next = Vec::new();
-                    for ((i, _), answer) in pending.into_iter().zip(answers) {
+                    for ((i, _), (answer, micros)) in pending.into_iter().zip(answers) {
                         let ShardResponse::Rows {
                             mut rows,
                             resume_after,
@@ -371,6 +444,7 @@ impl<'a> Executor<'a> {
                             return Err(SqlError::internal("unexpected shard response to Scan"));
                         };
                         self.keep_owned(route, shards[i], &mut rows);
+                        self.note(node, name, shards[i], rows.len(), micros);
                         self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
                         per_shard[i].extend(rows);
                         if let Some(k) = resume_after {
@@ -405,18 +479,27 @@ impl<'a> Executor<'a> {
     /// that still has rows after its first answer has real work left, and from then on the
     /// shards overlap (about 2x on a 1M-row aggregate, docs/benchmarks.md). Remote shards
     /// would want the first round in parallel too.
+    ///
+    /// Each answer comes with the wall time of its request (of the whole round, when parallel).
     fn call_all(
         &self,
         round: usize,
         requests: Vec<(usize, ShardRequest)>,
-    ) -> Vec<SqlResult<ShardResponse>> {
+    ) -> Vec<(SqlResult<ShardResponse>, u64)> {
         if round == 0 || requests.len() <= 1 {
             requests
                 .into_iter()
-                .map(|(shard, request)| self.coord.call(shard, request))
+                .map(|(shard, request)| {
+                    let started = std::time::Instant::now();
+                    let answer = self.coord.call(shard, request);
+                    (answer, started.elapsed().as_micros() as u64)
+                })
                 .collect()
         } else {
-            self.coord.call_parallel(requests)
+            let started = std::time::Instant::now();
+            let answers = self.coord.call_parallel(requests);
+            let micros = started.elapsed().as_micros() as u64;
+            answers.into_iter().map(|a| (a, micros)).collect()
         }
     }
 
@@ -457,12 +540,12 @@ impl<'a> Executor<'a> {
     ) -> SqlResult<Vec<Row>> {
         let Plan::Scan {
             table_id,
+            table_name,
             column_types,
             primary_key,
             placement,
             access,
             filter,
-            ..
         } = scan
         else {
             return Err(SqlError::internal(
@@ -474,6 +557,7 @@ impl<'a> Executor<'a> {
         if self.map.must_filter(self.read_ts) {
             // A data move may have left copies on shards that do not own them: a shard's
             // partial result cannot be filtered here, so gather the rows (filtered) instead.
+            self.note_fallback(table_name);
             let rows = self.run(scan, outer)?;
             let rows: Vec<Row> = match project {
                 None => rows,
@@ -584,7 +668,7 @@ impl<'a> Executor<'a> {
                 aggs,
             } => {
                 let mut table = GroupTable::new(false);
-                self.scatter(&shards, request, &mut |_, answer| {
+                self.scatter((scan, table_name), &shards, request, &mut |_, answer| {
                     let ShardResponse::Partials { groups, resume } = answer else {
                         return Err(SqlError::internal(
                             "unexpected answer to an aggregate pushdown",
@@ -599,7 +683,7 @@ impl<'a> Executor<'a> {
             }
             PushedOp::Distinct { .. } | PushedOp::TopN { .. } => {
                 let mut per_shard: Vec<Vec<Row>> = vec![Vec::new(); shards.len()];
-                self.scatter(&shards, request, &mut |i, answer| {
+                self.scatter((scan, table_name), &shards, request, &mut |i, answer| {
                     let ShardResponse::PushedRows { rows, resume } = answer else {
                         return Err(SqlError::internal("unexpected answer to a pushdown"));
                     };
@@ -617,6 +701,7 @@ impl<'a> Executor<'a> {
     /// that stopped early get their next request in the next round.
     fn scatter(
         &self,
+        (node, name): (&Plan, &str),
         shards: &[usize],
         request: PushdownRequest,
         on_answer: &mut dyn FnMut(usize, ShardResponse) -> SqlResult<Option<PushedResume>>,
@@ -639,8 +724,15 @@ impl<'a> Executor<'a> {
                 .collect();
             let answers = self.call_all(round, calls);
             let mut next = Vec::new();
-            for ((i, mut req), answer) in pending.into_iter().zip(answers) {
-                if let Some(resume) = on_answer(i, answer?)? {
+            for ((i, mut req), (answer, micros)) in pending.into_iter().zip(answers) {
+                let answer = answer?;
+                let n = match &answer {
+                    ShardResponse::Partials { groups, .. } => groups.len(),
+                    ShardResponse::PushedRows { rows, .. } => rows.len(),
+                    _ => 0,
+                };
+                self.note(node, name, shards[i], n, micros);
+                if let Some(resume) = on_answer(i, answer)? {
                     req.resume_from(resume);
                     req.max_rows = request.max_rows;
                     next.push((i, req));
@@ -655,6 +747,7 @@ impl<'a> Executor<'a> {
     /// scan), paging with `resume_after`, stopping a shard after the top-N limit if any.
     fn index_scan(
         &self,
+        (node, name): (&Plan, &str),
         route: &TableRoute,
         shards: &[usize],
         ix: &IndexAccess,
@@ -686,6 +779,7 @@ impl<'a> Executor<'a> {
                     if taken >= per_shard {
                         break 'ranges;
                     }
+                    let started = std::time::Instant::now();
                     let resp = self.coord.call(
                         shard,
                         self.routed(ShardRequest::IndexScan(IndexScanRequest {
@@ -708,6 +802,8 @@ impl<'a> Executor<'a> {
                     };
                     self.keep_owned(route, shard, &mut rows);
                     let rows: Vec<Row> = rows.into_iter().take(per_shard - taken).collect();
+                    let micros = started.elapsed().as_micros() as u64;
+                    self.note(node, name, shard, rows.len(), micros);
                     taken += rows.len();
                     self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
                     out.extend(rows);

@@ -1180,7 +1180,7 @@ impl Session {
                 .as_ref()
                 .map(|r| r.columns.clone())
                 .unwrap_or_default(),
-            Bound::Explain(_) => vec![OutputColumn {
+            Bound::Explain(_) | Bound::ExplainAnalyze { .. } => vec![OutputColumn {
                 name: "QUERY PLAN".into(),
                 ty: DataType::Text,
             }],
@@ -1839,6 +1839,43 @@ impl Session {
                 }
                 Ok(Outcome::Command {
                     tag: if views { "DROP VIEW" } else { "DROP TABLE" }.into(),
+                })
+            }
+            Bound::ExplainAnalyze { plan, mut lines } => {
+                let view = self.read_view(block)?;
+                let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
+                    .with_txn(view.ctx)
+                    .with_mem_limit(db.statement_mem_bytes)
+                    .with_analyze();
+                let started = std::time::Instant::now();
+                let rows = exec.run(&plan, &[])?;
+                let elapsed = started.elapsed();
+                lines.push(format!(
+                    "Execution: {} rows in {:.3} ms",
+                    rows.len(),
+                    elapsed.as_secs_f64() * 1e3
+                ));
+                for v in exec.visits() {
+                    if v.shard == usize::MAX {
+                        lines.push(format!("  {}", v.table));
+                        continue;
+                    }
+                    lines.push(format!(
+                        "  Shard {} <- {}: {} rows, {} requests, {:.3} ms",
+                        v.shard,
+                        v.table,
+                        v.rows,
+                        v.requests,
+                        v.micros as f64 / 1e3
+                    ));
+                }
+                Ok(Outcome::Rows {
+                    columns: vec![OutputColumn {
+                        name: "QUERY PLAN".into(),
+                        ty: DataType::Text,
+                    }],
+                    tag: format!("EXPLAIN {}", lines.len()),
+                    rows: lines.into_iter().map(|l| vec![Value::Text(l)]).collect(),
                 })
             }
             Bound::Explain(lines) => Ok(Outcome::Rows {
