@@ -111,7 +111,6 @@ pub enum Bound {
     /// `EXPLAIN ANALYZE` of a query: runs it and adds, per scan and shard, rows and time.
     ExplainAnalyze {
         plan: Plan,
-        lines: Vec<String>,
     },
     /// `SHOW SHARDS`: each shard, its share of the hash ring, its ranges and row count.
     ShowShards,
@@ -723,10 +722,7 @@ impl<'a> Binder<'a> {
                 };
                 if analyze {
                     return match bound {
-                        Bound::Query { plan, .. } => {
-                            let lines = explain(&plan);
-                            Ok(Bound::ExplainAnalyze { plan, lines })
-                        }
+                        Bound::Query { plan, .. } => Ok(Bound::ExplainAnalyze { plan }),
                         _ => Err(SqlError::unsupported(
                             "EXPLAIN ANALYZE of a statement other than a query",
                         )

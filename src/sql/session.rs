@@ -1841,12 +1841,15 @@ impl Session {
                     tag: if views { "DROP VIEW" } else { "DROP TABLE" }.into(),
                 })
             }
-            Bound::ExplainAnalyze { plan, mut lines } => {
+            Bound::ExplainAnalyze { plan } => {
                 let view = self.read_view(block)?;
                 let exec = Executor::new(&db.coordinator, &db.placement, view.read_ts, params)
                     .with_txn(view.ctx)
                     .with_mem_limit(db.statement_mem_bytes)
                     .with_analyze();
+                // The routes under the map the execution uses (a move may have landed since
+                // binding).
+                let mut lines = plan.explain_routed(&exec.map);
                 let started = std::time::Instant::now();
                 let rows = exec.run(&plan, &[])?;
                 let elapsed = started.elapsed();
