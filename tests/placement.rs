@@ -41,6 +41,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE r (k bigint PRIMARY KEY, v bigint, tag text) PARTITION BY RANGE (k)",
     "CREATE TABLE plain (id bigint PRIMARY KEY, a bigint)",
     "CREATE INDEX h_c ON h (c)",
+    // Placed on the same key as h: joins on `a` are co-located.
+    "CREATE TABLE h2 (a bigint, d bigint, e text, PRIMARY KEY (a, d)) PARTITION BY HASH (a)",
 ];
 
 fn corpus(rng: &mut Rng) -> Vec<String> {
@@ -50,7 +52,17 @@ fn corpus(rng: &mut Rng) -> Vec<String> {
         let b = rng.below(60);
         let lo = rng.below(400);
         let hi = lo + rng.below(200);
-        q.push(match rng.below(16) {
+        q.push(match rng.below(20) {
+            16 => format!(
+                "SELECT h.a, h.b, h2.d FROM h JOIN h2 ON h.a = h2.a WHERE h2.d < {b} ORDER BY 1, 2, 3"
+            ),
+            17 => format!(
+                "SELECT h.a, h.b, h2.d FROM h LEFT JOIN h2 ON h2.a = h.a AND h2.e <> 'x{}' WHERE h.b = {} ORDER BY 1, 2, 3",
+                a % 3,
+                b % 20
+            ),
+            18 => "SELECT h2.a, count(h.b) FROM h2 FULL JOIN h ON h.a = h2.a GROUP BY h2.a ORDER BY 1".to_string(),
+            19 => format!("SELECT h2.a, h.c FROM h2 RIGHT JOIN h ON h.a = h2.a AND h2.d = {b} WHERE h.a IN ({a}, 70) ORDER BY 1, 2"),
             0 => format!("SELECT * FROM h WHERE a = {a} ORDER BY b"),
             1 => format!("SELECT * FROM h WHERE a = {a} AND b = {b}"),
             2 => format!("SELECT a, b FROM h WHERE a IN ({a}, {b}, 7) ORDER BY a, b"),
@@ -104,6 +116,13 @@ async fn load(c: &Client, split: bool) {
         .unwrap();
     let values: Vec<String> = (0..40).map(|i| format!("({i}, {})", i * 2)).collect();
     c.batch_execute(&format!("INSERT INTO plain VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    // h2: keys 10..70 (some beyond h's 0..60), a few rows each.
+    let values: Vec<String> = (10..70)
+        .flat_map(|a| (0..3).map(move |d| format!("({a}, {}, 'x{}')", d * 7, (a + d) % 3)))
+        .collect();
+    c.batch_execute(&format!("INSERT INTO h2 VALUES {}", values.join(",")))
         .await
         .unwrap();
     if split {
@@ -172,6 +191,20 @@ async fn explain_shows_pruned_routes() {
     );
     let p = plan("SELECT * FROM h WHERE b = 5").await;
     assert!(p.contains("Scan on all shards"), "{p}");
+    let p = plan("SELECT * FROM h JOIN h2 ON h.a = h2.a").await;
+    assert!(
+        p.contains("(co-located: each shard joins its own rows)"),
+        "{p}"
+    );
+    let p = plan("SELECT * FROM h JOIN h2 ON h.b = h2.a").await;
+    assert!(!p.contains("co-located"), "{p}");
+    let p = plan("ANALYZE SELECT * FROM h JOIN h2 ON h.a = h2.a WHERE h.a = 12").await;
+    assert!(p.contains("Execution: 60 rows"), "{p}");
+    assert_eq!(
+        p.lines().filter(|l| l.contains("(co-located)")).count(),
+        1,
+        "{p}"
+    );
     let p = plan("SELECT * FROM r WHERE k >= 420").await;
     assert!(
         p.contains("(range bounds)") && p.contains("Scan on shard "),
@@ -213,14 +246,25 @@ async fn explain_shows_pruned_routes() {
         let e = c.simple_query(q).await.unwrap_err();
         assert!(db_error(&e).starts_with("0A000"), "{q}: {}", db_error(&e));
     }
-    // The PostgreSQL option form, and a self-join keeps its two scans apart.
+    // The PostgreSQL option form; a self-join (not on the shard key) keeps its scans apart.
     let p = plan(
-        "(ANALYZE, COSTS OFF) SELECT * FROM h x JOIN h y ON x.a = y.a WHERE x.a = 5 AND y.a = 5",
+        "(ANALYZE, COSTS OFF) SELECT * FROM h x JOIN h y ON x.b = y.b WHERE x.a = 5 AND y.a = 6",
     )
     .await;
+    assert!(!p.contains("co-located"), "{p}");
     assert_eq!(
         p.lines().filter(|l| l.contains(" <- h: 20 rows")).count(),
         2,
+        "{p}"
+    );
+    // On the shard key it is co-located: one shard joins both sides.
+    let p = plan("ANALYZE SELECT * FROM h x JOIN h y ON x.a = y.a WHERE x.a = 5 AND y.a = 5").await;
+    assert!(p.contains("Execution: 400 rows"), "{p}");
+    assert_eq!(
+        p.lines()
+            .filter(|l| l.contains("(co-located): 400 rows"))
+            .count(),
+        1,
         "{p}"
     );
     let p = plan("INSERT INTO h VALUES (1, 1000, 'x')").await;

@@ -356,6 +356,32 @@ pub enum ShardRequest {
     CheckIndexes,
     /// Aggregation, deduplication or top-N over a scan, on the shard (`sql/pushdown.rs`).
     Pushdown(PushdownRequest),
+    /// A co-located join: the shard joins its own rows of two tables (`sql/join.rs`).
+    Join(JoinRequest),
+}
+
+/// One input of a co-located join: a table's rows on the shard that pass `filter`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinInput {
+    pub table_id: u32,
+    pub filter: Option<Expr>,
+}
+
+/// Joins two tables placed on the join key with the same ring (so every matching pair is on
+/// one shard). The shard reads both inputs whole (at most `max_bytes` of rows, else 53200) and
+/// answers `Rows` with the joined rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub left: JoinInput,
+    pub right: JoinInput,
+    pub kind: crate::sql::plan::JoinKind,
+    pub on: Option<Expr>,
+    pub equi: Vec<(Expr, Expr, DataType)>,
+    pub left_width: usize,
+    pub right_width: usize,
+    pub read_ts: u64,
+    pub txn: Option<TxnCtx>,
+    pub max_bytes: usize,
 }
 
 impl ShardRequest {

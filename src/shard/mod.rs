@@ -118,6 +118,83 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// A co-located join of this shard's rows (see `rpc::JoinRequest`).
+    async fn join(&self, req: crate::rpc::JoinRequest) -> Result<ShardResponse, SqlError> {
+        let mut held = 0usize;
+        let too_big = || {
+            SqlError::new(
+                sqlstate::OUT_OF_MEMORY,
+                "out of memory: a co-located join's inputs exceed the shard's join memory",
+            )
+            .with_hint("Add a WHERE clause that narrows the joined tables.")
+        };
+        let mut inputs = Vec::with_capacity(2);
+        for input in [&req.left, &req.right] {
+            let mut rows: Vec<Row> = Vec::new();
+            let mut start = Bound::Included(keys::table_prefix(input.table_id));
+            loop {
+                let ShardResponse::Rows {
+                    rows: page,
+                    resume_after,
+                } = self
+                    .scan(crate::rpc::ScanRequest {
+                        start: start.clone(),
+                        end: Bound::Excluded(keys::table_end(input.table_id)),
+                        read_ts: req.read_ts,
+                        limit: 1024,
+                        filter: input.filter.clone(),
+                        txn: req.txn,
+                    })
+                    .await?
+                else {
+                    return Err(SqlError::internal("scan answered something else"));
+                };
+                held += page
+                    .iter()
+                    .map(|r| crate::sql::aggregate::row_bytes(r))
+                    .sum::<usize>();
+                if held > req.max_bytes {
+                    return Err(too_big());
+                }
+                rows.extend(page);
+                match resume_after {
+                    Some(k) => start = Bound::Excluded(k),
+                    None => break,
+                }
+            }
+            inputs.push(rows);
+        }
+        let right = inputs.pop().expect("two inputs");
+        let left = inputs.pop().expect("two inputs");
+        let spec = crate::sql::join::JoinSpec {
+            kind: req.kind,
+            on: req.on.as_ref(),
+            left_width: req.left_width,
+            right_width: req.right_width,
+            equi: &req.equi,
+        };
+        let rows = crate::sql::join::hash_join(
+            left,
+            right,
+            &spec,
+            &crate::sql::expr::EvalContext::empty(),
+            &mut |b| {
+                held += b;
+                if held > req.max_bytes {
+                    Err(too_big())
+                } else {
+                    Ok(())
+                }
+            },
+        )?;
+        Ok(ShardResponse::Rows {
+            rows,
+            resume_after: None,
+        })
+    }
+}
+
 impl Drop for Shard {
     fn drop(&mut self) {
         if !self
@@ -321,6 +398,7 @@ impl Shard {
             }
             ShardRequest::CheckIndexes => Ok(ShardResponse::IndexChecks(self.indexes.stats(true))),
             ShardRequest::Pushdown(req) => self.pushdown(req).await,
+            ShardRequest::Join(req) => self.join(req).await,
         }
     }
 

@@ -20,8 +20,8 @@ use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::placement::router::route_scan;
 use crate::placement::{PlacementManager, ShardMap, TableRoute};
 use crate::rpc::{
-    IndexScanRequest, PushdownRequest, PushedResume, PushedSource, ScanRequest, ShardOp,
-    ShardRequest, ShardResponse, ShardStats,
+    IndexScanRequest, JoinInput, JoinRequest, PushdownRequest, PushedResume, PushedSource,
+    ScanRequest, ShardOp, ShardRequest, ShardResponse, ShardStats,
 };
 use crate::shard::keys;
 use crate::sql::access;
@@ -32,10 +32,9 @@ use crate::sql::plan::{
 };
 use crate::txn::TxnCtx;
 use crate::txn::coordinator::Coordinator;
-use crate::types::{DataType, Row, Value, compare, keycode};
+use crate::types::{DataType, Row, Value, keycode};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::hash::Hasher;
 use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -253,6 +252,11 @@ impl<'a> Executor<'a> {
                 right_width,
                 equi,
             } => {
+                if let Some((l, r)) = plan.colocated_join()
+                    && !self.map.must_filter(self.read_ts)
+                {
+                    return self.colocated_join(l, r, plan, outer);
+                }
                 let l = self.run(left, outer)?;
                 let r = self.run(right, outer)?;
                 self.join(
@@ -896,6 +900,106 @@ impl<'a> Executor<'a> {
         Ok(all)
     }
 
+    /// A join of two hash-placed tables on their shard keys: each shard joins its own rows
+    /// (`Plan::colocated_join`); only the joined rows cross the shard boundary.
+    fn colocated_join(
+        &self,
+        left: &Plan,
+        right: &Plan,
+        join: &Plan,
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        let Plan::Join {
+            kind,
+            on,
+            left_width,
+            right_width,
+            equi,
+            ..
+        } = join
+        else {
+            return Err(SqlError::internal("co-located join of a non-join"));
+        };
+        let input = |p: &Plan| -> SqlResult<(JoinInput, Vec<usize>, String)> {
+            let Plan::Scan {
+                table_id,
+                table_name,
+                column_types,
+                primary_key,
+                placement,
+                access,
+                filter,
+            } = p
+            else {
+                return Err(SqlError::internal("co-located join input is not a scan"));
+            };
+            let route = TableRoute::new(*table_id, placement, primary_key, column_types);
+            let shards = self.scan_shards(&route, access, filter.as_ref(), outer);
+            let filter = filter
+                .as_ref()
+                .map(|f| f.bind_runtime(self.params, outer))
+                .transpose()?;
+            Ok((
+                JoinInput {
+                    table_id: *table_id,
+                    filter,
+                },
+                shards,
+                table_name.clone(),
+            ))
+        };
+        let (l, ls, lname) = input(left)?;
+        let (r, rs, rname) = input(right)?;
+        // A shard can produce rows only if the side(s) that must match have rows there.
+        let shards: Vec<usize> = match kind {
+            JoinKind::Inner => ls.iter().copied().filter(|s| rs.contains(s)).collect(),
+            JoinKind::Left => ls,
+            JoinKind::Right => rs,
+            JoinKind::Full => {
+                let mut all: Vec<usize> = ls.into_iter().chain(rs).collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        };
+        let request = JoinRequest {
+            left: l,
+            right: r,
+            kind: *kind,
+            on: on
+                .as_ref()
+                .map(|e| e.bind_runtime(self.params, outer))
+                .transpose()?,
+            equi: equi.clone(),
+            left_width: *left_width,
+            right_width: *right_width,
+            read_ts: self.read_ts,
+            txn: self.txn,
+            max_bytes: self.mem_limit.saturating_sub(self.mem_used.get()),
+        };
+        let mut out = Vec::new();
+        for shard in shards {
+            let started = std::time::Instant::now();
+            let answer = self
+                .coord
+                .call(shard, self.routed(ShardRequest::Join(request.clone())))?;
+            let ShardResponse::Rows { rows, .. } = answer else {
+                return Err(SqlError::internal("unexpected answer to a co-located join"));
+            };
+            let name = format!("{lname} ⋈ {rname} (co-located)");
+            self.note(
+                join,
+                &name,
+                shard,
+                rows.len(),
+                started.elapsed().as_micros() as u64,
+            );
+            self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn join(
         &self,
@@ -909,73 +1013,14 @@ impl<'a> Executor<'a> {
         outer: &[&[Value]],
     ) -> SqlResult<Vec<Row>> {
         let ctx = self.ctx(outer);
-        let mut out = Vec::new();
-        let mut right_matched = vec![false; right.len()];
-        // Hash the right side on the equi-join keys when there are any.
-        let table: Option<HashMap<u64, Vec<usize>>> = if equi.is_empty() {
-            None
-        } else {
-            let mut t: HashMap<u64, Vec<usize>> = HashMap::new();
-            for (i, r) in right.iter().enumerate() {
-                let vals = equi
-                    .iter()
-                    .map(|(_, re, _)| re.eval(r, &ctx))
-                    .collect::<SqlResult<Vec<_>>>()?;
-                if vals.iter().any(Value::is_null) {
-                    continue;
-                }
-                t.entry(hash_values(&vals)).or_default().push(i);
-            }
-            Some(t)
+        let spec = crate::sql::join::JoinSpec {
+            kind,
+            on,
+            left_width,
+            right_width,
+            equi,
         };
-        let all_right: Vec<usize> = (0..right.len()).collect();
-        for l in &left {
-            let candidates: &[usize] = match &table {
-                None => &all_right,
-                Some(t) => {
-                    let vals = equi
-                        .iter()
-                        .map(|(le, _, _)| le.eval(l, &ctx))
-                        .collect::<SqlResult<Vec<_>>>()?;
-                    if vals.iter().any(Value::is_null) {
-                        &[]
-                    } else {
-                        t.get(&hash_values(&vals)).map(Vec::as_slice).unwrap_or(&[])
-                    }
-                }
-            };
-            let mut matched = false;
-            for &ri in candidates {
-                let mut row = Vec::with_capacity(left_width + right_width);
-                row.extend_from_slice(l);
-                row.extend_from_slice(&right[ri]);
-                let ok = match on {
-                    Some(p) => p.eval(&row, &ctx)? == Value::Bool(true),
-                    None => true,
-                };
-                if ok {
-                    matched = true;
-                    right_matched[ri] = true;
-                    self.charge(row_bytes(&row))?;
-                    out.push(row);
-                }
-            }
-            if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
-                let mut row = l.clone();
-                row.resize(left_width + right_width, Value::Null);
-                out.push(row);
-            }
-        }
-        if matches!(kind, JoinKind::Right | JoinKind::Full) {
-            for (ri, r) in right.into_iter().enumerate() {
-                if !right_matched[ri] {
-                    let mut row = vec![Value::Null; left_width];
-                    row.extend(r);
-                    out.push(row);
-                }
-            }
-        }
-        Ok(out)
+        crate::sql::join::hash_join(left, right, &spec, &ctx, &mut |b| self.charge(b))
     }
 
     fn aggregate(
@@ -1034,14 +1079,6 @@ impl SubqueryRunner for Executor<'_> {
         }
         Ok(rows)
     }
-}
-
-fn hash_values(vals: &[Value]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for v in vals {
-        compare::hash_value(v, &mut h);
-    }
-    h.finish()
 }
 
 /// Hashable wrapper for set-operation bookkeeping: rows keyed by their key encoding.

@@ -18,6 +18,7 @@ pub mod binder;
 pub mod executor;
 pub mod expr;
 pub mod functions;
+pub mod join;
 pub mod parser;
 pub mod plan;
 pub mod pushdown;

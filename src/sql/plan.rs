@@ -500,6 +500,54 @@ impl Plan {
         out
     }
 
+    /// For a join of two hash-placed tables on their shard keys (every shard-key column of
+    /// one equal to the same-position shard-key column of the other, of the same key
+    /// encoding): the two scans. Such a join has every matching pair on one shard (one ring
+    /// for all hash tables), so each shard can join its own rows (a co-located join).
+    pub fn colocated_join(&self) -> Option<(&Plan, &Plan)> {
+        let Plan::Join {
+            left,
+            right,
+            on,
+            equi,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let key = |p: &Plan| -> Option<Vec<(usize, DataType)>> {
+            match p {
+                Plan::Scan {
+                    column_types,
+                    primary_key,
+                    placement,
+                    access: Access::Full | Access::Index(_),
+                    ..
+                } if placement.kind == crate::placement::PlacementKind::Hash => {
+                    let cols = if placement.columns.is_empty() {
+                        primary_key
+                    } else {
+                        &placement.columns
+                    };
+                    Some(cols.iter().map(|c| (*c, column_types[*c])).collect())
+                }
+                _ => None,
+            }
+        };
+        let (lk, rk) = (key(left)?, key(right)?);
+        if lk.len() != rk.len() || on.as_ref().is_some_and(|e| !e.is_shippable()) {
+            return None;
+        }
+        let same_encoding = |a: DataType, b: DataType| a == b || (a.is_integer() && b.is_integer());
+        let covered = lk.iter().zip(&rk).all(|((lc, lt), (rc, rt))| {
+            same_encoding(*lt, *rt)
+                && equi.iter().any(|(le, re, _)| {
+                    matches!((le, re), (Expr::Column(a), Expr::Column(b)) if a == lc && b == rc)
+                })
+        });
+        covered.then_some((&**left, &**right))
+    }
+
     /// The shards a scan touches under `map`, as EXPLAIN shows them.
     pub fn scan_route(
         &self,
@@ -618,13 +666,18 @@ impl Plan {
             Plan::Filter { .. } => "Filter".to_string(),
             Plan::Project { exprs, .. } => format!("Project ({} columns)", exprs.len()),
             Plan::Join { kind, equi, .. } => format!(
-                "{} {:?} Join",
+                "{} {:?} Join{}",
                 if equi.is_empty() {
                     "Nested Loop"
                 } else {
                     "Hash"
                 },
-                kind
+                kind,
+                if self.colocated_join().is_some() {
+                    " (co-located: each shard joins its own rows)"
+                } else {
+                    ""
+                }
             ),
             Plan::Aggregate { group_by, aggs, .. } => format!(
                 "Aggregate ({} group keys, {} aggregates)",
