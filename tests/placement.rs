@@ -52,7 +52,30 @@ fn corpus(rng: &mut Rng) -> Vec<String> {
         let b = rng.below(60);
         let lo = rng.below(400);
         let hi = lo + rng.below(200);
-        q.push(match rng.below(20) {
+        q.push(match rng.below(26) {
+            // Not co-located: broadcast (the small input shipped to the shards of the large
+            // one, on either side, preserved or not) or gathered.
+            20 => format!(
+                "SELECT p.id, h.a, h.b FROM plain p LEFT JOIN h ON h.b = p.id AND h.a < {a} ORDER BY 1, 2, 3"
+            ),
+            21 => format!(
+                "SELECT r.k, h2.a, h2.d FROM h2 FULL JOIN r ON r.v = h2.a * 3 AND r.k < {hi} ORDER BY 1, 2, 3"
+            ),
+            22 => format!(
+                "SELECT h.c, x.a, x.n FROM h RIGHT JOIN (SELECT a, count(*) AS n FROM h2 GROUP BY a) x ON x.a = h.b AND h.a = {a} ORDER BY 1, 2, 3"
+            ),
+            23 => format!(
+                "SELECT count(*), sum(h.b) FROM h JOIN plain p ON p.a = h.a + {}",
+                b % 5
+            ),
+            24 => format!(
+                "SELECT p.id, r.tag FROM r JOIN plain p ON p.a = r.k AND r.tag <> 't{}' ORDER BY 1, 2",
+                a % 5
+            ),
+            25 => format!(
+                "SELECT p.id, count(*) FROM plain p JOIN h2 ON h2.d > p.id WHERE p.id < {} GROUP BY p.id ORDER BY 1",
+                a % 6
+            ),
             16 => format!(
                 "SELECT h.a, h.b, h2.d FROM h JOIN h2 ON h.a = h2.a WHERE h2.d < {b} ORDER BY 1, 2, 3"
             ),
@@ -142,6 +165,11 @@ async fn one_shard_and_many_shards_agree() {
     let cn = many.connect().await;
     load(&c1, false).await;
     load(&cn, true).await;
+    // The same server, everything above the scans at the coordinator (joins gathered).
+    let cg = many.connect().await;
+    cg.batch_execute("SET sharddb.pushdown = off")
+        .await
+        .unwrap();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut compared = 0;
     for round in 0..2 {
@@ -149,6 +177,9 @@ async fn one_shard_and_many_shards_agree() {
             let a = rows(&c1, &q).await;
             let b = rows(&cn, &q).await;
             assert_eq!(a, b, "round {round}: {q}");
+            if q.starts_with("SELECT") {
+                assert_eq!(b, rows(&cg, &q).await, "round {round}, gathered: {q}");
+            }
             compared += 1;
         }
         if round == 0 {
@@ -198,6 +229,24 @@ async fn explain_shows_pruned_routes() {
     );
     let p = plan("SELECT * FROM h JOIN h2 ON h.b = h2.a").await;
     assert!(!p.contains("co-located"), "{p}");
+    // h2 (180 rows) is shipped to h's (1200 rows) 4 shards: 540 rows instead of 1200.
+    assert!(
+        p.contains("(broadcast: the right input, est. 180 rows, is sent to 4 shards of the left input, est. 1200 rows)"),
+        "{p}"
+    );
+    let p = plan("ANALYZE SELECT * FROM h JOIN h2 ON h.b = h2.a").await;
+    // h.b in 10..19 (60 rows each) meets h2.a in 10..69 (3 rows each).
+    assert!(p.contains("Execution: 1800 rows"), "{p}");
+    assert_eq!(
+        p.lines()
+            .filter(|l| l.contains("⋈ 180 shipped rows (broadcast)"))
+            .count(),
+        4,
+        "{p}"
+    );
+    // Two large inputs: gathered.
+    let p = plan("SELECT * FROM h x JOIN h y ON x.b = y.b").await;
+    assert!(!p.contains("broadcast") && !p.contains("co-located"), "{p}");
     let p = plan("ANALYZE SELECT * FROM h JOIN h2 ON h.a = h2.a WHERE h.a = 12").await;
     assert!(p.contains("Execution: 60 rows"), "{p}");
     assert_eq!(
@@ -246,15 +295,23 @@ async fn explain_shows_pruned_routes() {
         let e = c.simple_query(q).await.unwrap_err();
         assert!(db_error(&e).starts_with("0A000"), "{q}: {}", db_error(&e));
     }
-    // The PostgreSQL option form; a self-join (not on the shard key) keeps its scans apart.
+    // The PostgreSQL option form; a self-join (not on the shard key) is not co-located.
     let p = plan(
         "(ANALYZE, COSTS OFF) SELECT * FROM h x JOIN h y ON x.b = y.b WHERE x.a = 5 AND y.a = 6",
     )
     .await;
     assert!(!p.contains("co-located"), "{p}");
+    // One side is read and shipped to the shard of the other, which joins it there.
     assert_eq!(
         p.lines().filter(|l| l.contains(" <- h: 20 rows")).count(),
-        2,
+        1,
+        "{p}"
+    );
+    assert_eq!(
+        p.lines()
+            .filter(|l| l.contains(" <- h ⋈ 20 shipped rows (broadcast): 20 rows"))
+            .count(),
+        1,
         "{p}"
     );
     // On the shard key it is co-located: one shard joins both sides.

@@ -356,24 +356,42 @@ pub enum ShardRequest {
     CheckIndexes,
     /// Aggregation, deduplication or top-N over a scan, on the shard (`sql/pushdown.rs`).
     Pushdown(PushdownRequest),
-    /// A co-located join: the shard joins its own rows of two tables (`sql/join.rs`).
+    /// A join run on the shard (`sql/join.rs`): co-located (both inputs local) or broadcast
+    /// (one input shipped with the request).
     Join(JoinRequest),
+    /// About how many rows of a table the shard holds (`Engine::estimate_keys`), for choosing
+    /// how joins run. Answered with `Estimate`.
+    EstimateRows {
+        table_id: u32,
+    },
 }
 
-/// One input of a co-located join: a table's rows on the shard that pass `filter`.
+/// A table's rows on the shard that pass `filter`, read from `source`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinInput {
-    pub table_id: u32,
+    pub source: PushedSource,
     pub filter: Option<Expr>,
 }
 
-/// Joins two tables placed on the join key with the same ring (so every matching pair is on
-/// one shard). The shard reads both inputs whole (at most `max_bytes` of rows, else 53200) and
-/// answers `Rows` with the joined rows.
+/// One input of a join run on a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JoinSide {
+    /// The shard's own rows of a table.
+    Local(JoinInput),
+    /// Rows the coordinator computed and broadcast to every shard of the other input.
+    Shipped(Vec<Row>),
+}
+
+/// Joins two inputs on the shard: co-located (two tables placed on the join key with the same
+/// ring, so every matching pair is on one shard) or broadcast (the coordinator ships the small
+/// input to each shard of the large one). The shard reads its local input(s) whole (at most
+/// `max_bytes` of rows and output, else 53200) and answers `Joined`. `kind` is what the shard
+/// computes: the coordinator pads a shipped side's unmatched rows itself (a shard sees only
+/// part of the other side), asking for `shipped_matches` when it must.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
-    pub left: JoinInput,
-    pub right: JoinInput,
+    pub left: JoinSide,
+    pub right: JoinSide,
     pub kind: crate::sql::plan::JoinKind,
     pub on: Option<Expr>,
     pub equi: Vec<(Expr, Expr, DataType)>,
@@ -382,6 +400,8 @@ pub struct JoinRequest {
     pub read_ts: u64,
     pub txn: Option<TxnCtx>,
     pub max_bytes: usize,
+    /// Answer which shipped rows found a match (the coordinator pads the others once).
+    pub shipped_matches: bool,
 }
 
 impl ShardRequest {
@@ -409,6 +429,13 @@ pub struct ShardStats {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardResponse {
+    /// A join's rows, and (when asked) the positions of the shipped rows that matched.
+    Joined {
+        rows: Vec<Row>,
+        shipped_matched: Vec<u32>,
+    },
+    /// A row-count estimate.
+    Estimate(u64),
     Rows {
         rows: Vec<Row>,
         /// Set when the scan stopped at `limit`: resume with `Bound::Excluded(resume_after)`.

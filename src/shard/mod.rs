@@ -119,51 +119,43 @@ impl Shard {
 }
 
 impl Shard {
-    /// A co-located join of this shard's rows (see `rpc::JoinRequest`).
+    /// A join of this shard's rows, co-located or with a shipped input (see
+    /// `rpc::JoinRequest`).
     async fn join(&self, req: crate::rpc::JoinRequest) -> Result<ShardResponse, SqlError> {
-        let mut held = 0usize;
-        let too_big = || {
-            SqlError::new(
-                sqlstate::OUT_OF_MEMORY,
-                "out of memory: a co-located join's inputs exceed the shard's join memory",
-            )
-            .with_hint("Add a WHERE clause that narrows the joined tables.")
+        use crate::rpc::JoinSide;
+        let held = std::sync::atomic::AtomicUsize::new(0);
+        let max = req.max_bytes;
+        let charge = |b: usize| -> Result<(), SqlError> {
+            let now = held.fetch_add(b, std::sync::atomic::Ordering::Relaxed) + b;
+            if now > max {
+                Err(SqlError::new(
+                    sqlstate::OUT_OF_MEMORY,
+                    "out of memory: a join's inputs exceed the shard's join memory",
+                )
+                .with_hint("Add a WHERE clause that narrows the joined tables."))
+            } else {
+                Ok(())
+            }
         };
         let mut inputs = Vec::with_capacity(2);
-        for input in [&req.left, &req.right] {
-            let mut rows: Vec<Row> = Vec::new();
-            let mut start = Bound::Included(keys::table_prefix(input.table_id));
-            loop {
-                let ShardResponse::Rows {
-                    rows: page,
-                    resume_after,
-                } = self
-                    .scan(crate::rpc::ScanRequest {
-                        start: start.clone(),
-                        end: Bound::Excluded(keys::table_end(input.table_id)),
-                        read_ts: req.read_ts,
-                        limit: 1024,
-                        filter: input.filter.clone(),
-                        txn: req.txn,
-                    })
+        let mut shipped_left = false;
+        for (i, side) in [req.left, req.right].into_iter().enumerate() {
+            inputs.push(match side {
+                JoinSide::Local(input) => {
+                    self.read_source(
+                        &input.source,
+                        &input.filter,
+                        req.read_ts,
+                        req.txn,
+                        &mut |b| charge(b),
+                    )
                     .await?
-                else {
-                    return Err(SqlError::internal("scan answered something else"));
-                };
-                held += page
-                    .iter()
-                    .map(|r| crate::sql::aggregate::row_bytes(r))
-                    .sum::<usize>();
-                if held > req.max_bytes {
-                    return Err(too_big());
                 }
-                rows.extend(page);
-                match resume_after {
-                    Some(k) => start = Bound::Excluded(k),
-                    None => break,
+                JoinSide::Shipped(rows) => {
+                    shipped_left |= i == 0;
+                    rows
                 }
-            }
-            inputs.push(rows);
+            });
         }
         let right = inputs.pop().expect("two inputs");
         let left = inputs.pop().expect("two inputs");
@@ -174,24 +166,40 @@ impl Shard {
             right_width: req.right_width,
             equi: &req.equi,
         };
-        let rows = crate::sql::join::hash_join(
+        let joined = crate::sql::join::hash_join_tracked(
             left,
             right,
             &spec,
             &crate::sql::expr::EvalContext::empty(),
-            &mut |b| {
-                held += b;
-                if held > req.max_bytes {
-                    Err(too_big())
-                } else {
-                    Ok(())
-                }
-            },
+            &mut |b| charge(b),
         )?;
-        Ok(ShardResponse::Rows {
-            rows,
-            resume_after: None,
+        let shipped_matched = if req.shipped_matches {
+            let flags = if shipped_left {
+                &joined.left_matched
+            } else {
+                &joined.right_matched
+            };
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| **m)
+                .map(|(i, _)| i as u32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(ShardResponse::Joined {
+            rows: joined.rows,
+            shipped_matched,
         })
+    }
+
+    /// About how many rows of `table_id` this shard stores (no data blocks read).
+    fn estimate_rows(&self, table_id: u32) -> ShardResponse {
+        ShardResponse::Estimate(
+            self.engine
+                .estimate_keys(&keys::table_prefix(table_id), &keys::table_end(table_id)),
+        )
     }
 }
 
@@ -399,6 +407,7 @@ impl Shard {
             ShardRequest::CheckIndexes => Ok(ShardResponse::IndexChecks(self.indexes.stats(true))),
             ShardRequest::Pushdown(req) => self.pushdown(req).await,
             ShardRequest::Join(req) => self.join(req).await,
+            ShardRequest::EstimateRows { table_id } => Ok(self.estimate_rows(table_id)),
         }
     }
 

@@ -14,7 +14,7 @@
 use super::Shard;
 use crate::error::{SqlError, SqlResult};
 use crate::rpc::{
-    IndexScanRequest, PushdownRequest, PushedResume, PushedSource, ScanRequest, ShardOp,
+    IndexScanRequest, KeyBounds, PushdownRequest, PushedResume, PushedSource, ScanRequest, ShardOp,
     ShardResponse,
 };
 use crate::sql::aggregate::{GroupTable, encode_tuple, row_bytes};
@@ -182,19 +182,100 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// Where a pushed source reads: `None` for the table's rows in key order, else an index and
+/// whether it is walked backwards.
+pub(crate) type SourceIndex = Option<(u32, bool)>;
+
+/// The key ranges of a source and the index it walks.
+pub(crate) fn source_ranges(source: &PushedSource) -> (Vec<KeyBounds>, SourceIndex) {
+    match source {
+        PushedSource::Table { start, end } => (vec![(start.clone(), end.clone())], None),
+        PushedSource::Index {
+            index_id,
+            ranges,
+            reverse,
+        } => (ranges.clone(), Some((*index_id, *reverse))),
+    }
+}
+
 impl Shard {
+    /// One page of a source's range, read as a plain `Scan` / `IndexScan` reads it (same
+    /// visibility, intents, SERIALIZABLE locks, filter): the rows and where to resume.
+    pub(crate) async fn source_page(
+        &self,
+        index: SourceIndex,
+        (start, end): (&Bound<Vec<u8>>, &Bound<Vec<u8>>),
+        limit: usize,
+        filter: &Option<Expr>,
+        read_ts: u64,
+        txn: Option<crate::txn::TxnCtx>,
+    ) -> SqlResult<(Vec<crate::types::Row>, Option<Vec<u8>>)> {
+        let answer = match index {
+            None => {
+                self.scan(ScanRequest {
+                    start: start.clone(),
+                    end: end.clone(),
+                    read_ts,
+                    limit,
+                    filter: filter.clone(),
+                    txn,
+                })
+                .await?
+            }
+            Some((index_id, reverse)) => {
+                self.index_scan(IndexScanRequest {
+                    index_id,
+                    start: start.clone(),
+                    end: end.clone(),
+                    reverse,
+                    read_ts,
+                    limit,
+                    filter: filter.clone(),
+                    txn,
+                })
+                .await?
+            }
+        };
+        match answer {
+            ShardResponse::Rows { rows, resume_after } => Ok((rows, resume_after)),
+            _ => Err(SqlError::internal("unexpected answer to a source page")),
+        }
+    }
+
+    /// Every row of a source, in its order; `charge` is told each page's bytes (and fails
+    /// the read past a memory limit).
+    pub(crate) async fn read_source(
+        &self,
+        source: &PushedSource,
+        filter: &Option<Expr>,
+        read_ts: u64,
+        txn: Option<crate::txn::TxnCtx>,
+        charge: &mut (dyn FnMut(usize) -> SqlResult<()> + Send),
+    ) -> SqlResult<Vec<crate::types::Row>> {
+        let (ranges, index) = source_ranges(source);
+        let mut out = Vec::new();
+        for (mut start, mut end) in ranges {
+            loop {
+                let (rows, resume_after) = self
+                    .source_page(index, (&start, &end), PAGE, filter, read_ts, txn)
+                    .await?;
+                charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+                out.extend(rows);
+                let Some(after) = resume_after else { break };
+                match index {
+                    Some((_, true)) => end = Bound::Excluded(after),
+                    _ => start = Bound::Excluded(after),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn pushdown(&self, req: PushdownRequest) -> SqlResult<ShardResponse> {
         let max_rows = req.max_rows.clamp(1, MAX_ROWS_CAP);
         let max_bytes = req.max_bytes.clamp(1, MAX_BYTES_CAP);
         let mut sink = Sink::new(&req.op);
-        let (ranges, index) = match &req.source {
-            PushedSource::Table { start, end } => (vec![(start.clone(), end.clone())], None),
-            PushedSource::Index {
-                index_id,
-                ranges,
-                reverse,
-            } => (ranges.clone(), Some((*index_id, *reverse))),
-        };
+        let (ranges, index) = source_ranges(&req.source);
         let mut examined = 0usize;
         for (range, (mut start, mut end)) in ranges.into_iter().enumerate() {
             if range > 0 && (examined >= max_rows || sink.bytes() >= max_bytes) {
@@ -202,35 +283,16 @@ impl Shard {
             }
             loop {
                 let limit = PAGE.min(max_rows.saturating_sub(examined)).max(1);
-                let answer = match index {
-                    None => {
-                        self.scan(ScanRequest {
-                            start: start.clone(),
-                            end: end.clone(),
-                            read_ts: req.read_ts,
-                            limit,
-                            filter: req.filter.clone(),
-                            txn: req.txn,
-                        })
-                        .await?
-                    }
-                    Some((index_id, reverse)) => {
-                        self.index_scan(IndexScanRequest {
-                            index_id,
-                            start: start.clone(),
-                            end: end.clone(),
-                            reverse,
-                            read_ts: req.read_ts,
-                            limit,
-                            filter: req.filter.clone(),
-                            txn: req.txn,
-                        })
-                        .await?
-                    }
-                };
-                let ShardResponse::Rows { rows, resume_after } = answer else {
-                    return Err(SqlError::internal("unexpected answer to a pushdown page"));
-                };
+                let (rows, resume_after) = self
+                    .source_page(
+                        index,
+                        (&start, &end),
+                        limit,
+                        &req.filter,
+                        req.read_ts,
+                        req.txn,
+                    )
+                    .await?;
                 // Not held across the page requests' awaits (it is not `Send`).
                 let ctx = EvalContext::empty();
                 for row in rows {

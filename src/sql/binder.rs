@@ -175,6 +175,8 @@ pub struct Binder<'a> {
     index_horizon: Option<u64>,
     /// The shard map, for EXPLAIN's routes.
     map: Option<Arc<crate::placement::ShardMap>>,
+    /// Row estimates, for choosing where joins run (`sql/join_strategy.rs`).
+    estimator: Option<&'a dyn crate::sql::join_strategy::RowEstimator>,
 }
 
 /// What filter pushdown needs to pick access paths.
@@ -524,6 +526,7 @@ impl<'a> Binder<'a> {
             tables: RefCell::new(HashMap::new()),
             index_scans: true,
             pushdown: true,
+            estimator: None,
             settings: HashMap::new(),
             index_horizon: None,
             map: None,
@@ -548,6 +551,13 @@ impl<'a> Binder<'a> {
     /// Whether scans may use secondary indexes (the `enable_indexscan` setting).
     pub fn with_index_scans(mut self, on: bool) -> Self {
         self.index_scans = on;
+        self
+    }
+
+    /// Row estimates for choosing join strategies; without them only co-located joins run on
+    /// the shards.
+    pub fn with_estimator(mut self, est: &'a dyn crate::sql::join_strategy::RowEstimator) -> Self {
+        self.estimator = Some(est);
         self
     }
 
@@ -588,7 +598,13 @@ impl<'a> Binder<'a> {
             S::Query(q) => {
                 let (plan, scope) = self.bind_query(q, &[])?;
                 let plan = if self.pushdown {
-                    crate::sql::pushdown::push_down(plan)?
+                    let plan = crate::sql::pushdown::push_down(plan)?;
+                    match &self.map {
+                        Some(map) => {
+                            crate::sql::join_strategy::choose_strategies(plan, self.estimator, map)?
+                        }
+                        None => plan,
+                    }
                 } else {
                     plan
                 };
@@ -2157,6 +2173,7 @@ impl<'a> Binder<'a> {
                                 left_width: lw,
                                 right_width: rw,
                                 equi: vec![],
+                                strategy: Default::default(),
                             },
                             ls.join(&s),
                         )
@@ -2524,6 +2541,7 @@ impl<'a> Binder<'a> {
                 left_width: lw,
                 right_width: rw,
                 equi,
+                strategy: Default::default(),
             };
             scope = combined;
             if !using.is_empty() {
@@ -4140,6 +4158,7 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
             left_width,
             right_width,
             equi: _,
+            strategy: _,
         } => {
             let mut to_left = Vec::new();
             let mut to_right = Vec::new();
@@ -4174,6 +4193,83 @@ fn push_conjuncts(plan: Plan, parts: Vec<Expr>, cx: &AccessCtx<'_>) -> Plan {
                 left_width,
                 right_width,
                 equi,
+                strategy: Default::default(),
+            }
+        }
+        // An outer join: WHERE conjuncts on the preserved side's columns only filter that
+        // side's rows (the padded rows they would see come from those same rows), and ON
+        // conjuncts on the other side's columns only filter which of its rows can match.
+        Plan::Join {
+            left,
+            right,
+            kind: kind @ (JoinKind::Left | JoinKind::Right),
+            on,
+            left_width,
+            right_width,
+            equi: _,
+            strategy: _,
+        } => {
+            let preserved_left = kind == JoinKind::Left;
+            let side_of = |p: &Expr| {
+                let cols = columns_used(p);
+                let safe = !has_subquery(p) || cols.is_empty();
+                if !safe || cols.is_empty() {
+                    None
+                } else if cols.iter().all(|c| *c < left_width) {
+                    Some(true)
+                } else if cols.iter().all(|c| *c >= left_width) {
+                    Some(false)
+                } else {
+                    None
+                }
+            };
+            let (mut to_left, mut to_right, mut keep, mut on_rest) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for p in parts {
+                match side_of(&p) {
+                    Some(true) if preserved_left => to_left.push(p),
+                    Some(false) if !preserved_left => {
+                        to_right.push(shift_columns(p, -(left_width as isize)))
+                    }
+                    _ => keep.push(p),
+                }
+            }
+            let mut on_parts = Vec::new();
+            if let Some(o) = on {
+                conjuncts(o, &mut on_parts);
+            }
+            for p in on_parts {
+                match side_of(&p) {
+                    Some(false) if preserved_left => {
+                        to_right.push(shift_columns(p, -(left_width as isize)))
+                    }
+                    Some(true) if !preserved_left => to_left.push(p),
+                    _ => on_rest.push(p),
+                }
+            }
+            let left = push_conjuncts(*left, to_left, cx);
+            let right = push_conjuncts(*right, to_right, cx);
+            let on = and_all(on_rest);
+            let equi = on
+                .as_ref()
+                .map(|e| equi_keys(e, left_width))
+                .unwrap_or_default();
+            let join = Plan::Join {
+                left: Box::new(left),
+                right: Box::new(right),
+                kind,
+                on,
+                left_width,
+                right_width,
+                equi,
+                strategy: Default::default(),
+            };
+            match and_all(keep) {
+                Some(p) => Plan::Filter {
+                    input: Box::new(join),
+                    predicate: p,
+                },
+                None => join,
             }
         }
         other => Plan::Filter {

@@ -20,13 +20,14 @@ use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::placement::router::route_scan;
 use crate::placement::{PlacementManager, ShardMap, TableRoute};
 use crate::rpc::{
-    IndexScanRequest, JoinInput, JoinRequest, PushdownRequest, PushedResume, PushedSource,
-    ScanRequest, ShardOp, ShardRequest, ShardResponse, ShardStats,
+    IndexScanRequest, JoinInput, JoinRequest, JoinSide, PushdownRequest, PushedResume,
+    PushedSource, ScanRequest, ShardOp, ShardRequest, ShardResponse, ShardStats,
 };
 use crate::shard::keys;
 use crate::sql::access;
 use crate::sql::aggregate::{GroupTable, encode_tuple, row_bytes};
 use crate::sql::expr::{EvalContext, Expr, SubqueryRunner};
+use crate::sql::join_strategy::{BROADCAST_MAX_BYTES, JoinStrategy, Side, pad_unmatched};
 use crate::sql::plan::{
     Access, AggCall, IndexAccess, JoinKind, Plan, PushedOp, SetOpKind, SortKey, compare_sort_keys,
 };
@@ -251,11 +252,22 @@ impl<'a> Executor<'a> {
                 left_width,
                 right_width,
                 equi,
+                strategy,
             } => {
-                if let Some((l, r)) = plan.colocated_join()
-                    && !self.map.must_filter(self.read_ts)
-                {
-                    return self.colocated_join(l, r, plan, outer);
+                // During a data move a shard may hold copies it does not own, which a join on
+                // the shard cannot leave out: such joins gather (the scans filter them).
+                if !self.map.must_filter(self.read_ts) {
+                    match strategy {
+                        JoinStrategy::Colocated => {
+                            if let Some((l, r)) = plan.colocated_join() {
+                                return self.colocated_join(l, r, plan, outer);
+                            }
+                        }
+                        JoinStrategy::Broadcast { shipped, .. } => {
+                            return self.broadcast_join(plan, *shipped, outer);
+                        }
+                        JoinStrategy::Gather => {}
+                    }
                 }
                 let l = self.run(left, outer)?;
                 let r = self.run(right, outer)?;
@@ -532,6 +544,36 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// Where a shard reads a scan's rows for work done on the shard.
+    fn pushed_source(
+        &self,
+        table_id: u32,
+        access: &Access,
+        ctx: &EvalContext<'_>,
+    ) -> SqlResult<PushedSource> {
+        Ok(match access {
+            Access::Full => PushedSource::Table {
+                start: Bound::Included(keys::table_prefix(table_id)),
+                end: Bound::Excluded(keys::table_end(table_id)),
+            },
+            Access::Index(ix) => {
+                let eval = |e: &Expr| e.eval(&[], ctx);
+                let mut ranges = access::key_ranges(ix, &eval)?;
+                if ix.reverse {
+                    ranges.reverse();
+                }
+                PushedSource::Index {
+                    index_id: ix.index_id,
+                    ranges,
+                    reverse: ix.reverse,
+                }
+            }
+            Access::Point { .. } => {
+                return Err(SqlError::internal("work on the shards over a point lookup"));
+            }
+        })
+    }
+
     /// Runs a [`Plan::Pushdown`]: the operator goes to every shard of the scan with the scan's
     /// source and filter; the answers are merged here (partial aggregates finished, rows kept
     /// per shard and returned in shard order for the coordinator operator above).
@@ -582,27 +624,7 @@ impl<'a> Executor<'a> {
         }
         let bind = |e: &Expr| e.bind_runtime(self.params, outer);
         let bind_all = |v: &[Expr]| v.iter().map(bind).collect::<SqlResult<Vec<_>>>();
-        let source = match access {
-            Access::Full => PushedSource::Table {
-                start: Bound::Included(keys::table_prefix(*table_id)),
-                end: Bound::Excluded(keys::table_end(*table_id)),
-            },
-            Access::Index(ix) => {
-                let eval = |e: &Expr| e.eval(&[], &ctx);
-                let mut ranges = access::key_ranges(ix, &eval)?;
-                if ix.reverse {
-                    ranges.reverse();
-                }
-                PushedSource::Index {
-                    index_id: ix.index_id,
-                    ranges,
-                    reverse: ix.reverse,
-                }
-            }
-            Access::Point { .. } => {
-                return Err(SqlError::internal("pushdown over a point lookup"));
-            }
-        };
+        let source = self.pushed_source(*table_id, access, &ctx)?;
         let shard_op = match op {
             PushedOp::Aggregate {
                 group_by,
@@ -900,6 +922,83 @@ impl<'a> Executor<'a> {
         Ok(all)
     }
 
+    /// A scan as a join input read on its shards: what to read, on which shards, its name.
+    fn join_input(
+        &self,
+        p: &Plan,
+        outer: &[&[Value]],
+    ) -> SqlResult<(JoinInput, Vec<usize>, String)> {
+        let Plan::Scan {
+            table_id,
+            table_name,
+            column_types,
+            primary_key,
+            placement,
+            access,
+            filter,
+        } = p
+        else {
+            return Err(SqlError::internal("a shard-side join input is not a scan"));
+        };
+        let route = TableRoute::new(*table_id, placement, primary_key, column_types);
+        let shards = self.scan_shards(&route, access, filter.as_ref(), outer);
+        let ctx = self.ctx(outer);
+        // An index walk with a per-shard limit (top-N) is not a whole input: read the table.
+        let access = match access {
+            Access::Index(ix) if ix.limit.is_some() => &Access::Full,
+            a => a,
+        };
+        let source = self.pushed_source(*table_id, access, &ctx)?;
+        let filter = filter
+            .as_ref()
+            .map(|f| f.bind_runtime(self.params, outer))
+            .transpose()?;
+        Ok((JoinInput { source, filter }, shards, table_name.clone()))
+    }
+
+    /// Sends `request` to each of `shards` at once and gathers the joined rows (in shard
+    /// order) and the positions of shipped rows that matched on any shard.
+    fn run_shard_join(
+        &self,
+        join: &Plan,
+        name: &str,
+        shards: &[usize],
+        request: JoinRequest,
+    ) -> SqlResult<(Vec<Row>, Vec<bool>)> {
+        let requests = shards
+            .iter()
+            .map(|&s| (s, self.routed(ShardRequest::Join(request.clone()))))
+            .collect();
+        let answers = self.call_all(1, requests);
+        let mut out = Vec::new();
+        let mut matched = Vec::new();
+        for (&shard, (answer, micros)) in shards.iter().zip(answers) {
+            let ShardResponse::Joined {
+                rows,
+                shipped_matched,
+            } = answer?
+            else {
+                return Err(SqlError::internal("unexpected answer to a shard join"));
+            };
+            self.note(join, name, shard, rows.len(), micros);
+            self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+            out.extend(rows);
+            for i in shipped_matched {
+                let i = i as usize;
+                if matched.len() <= i {
+                    matched.resize(i + 1, false);
+                }
+                matched[i] = true;
+            }
+        }
+        Ok((out, matched))
+    }
+
+    /// What a shard may hold for one join request: what is left of the statement's budget.
+    fn shard_join_budget(&self) -> usize {
+        self.mem_limit.saturating_sub(self.mem_used.get())
+    }
+
     /// A join of two hash-placed tables on their shard keys: each shard joins its own rows
     /// (`Plan::colocated_join`); only the joined rows cross the shard boundary.
     fn colocated_join(
@@ -920,36 +1019,8 @@ impl<'a> Executor<'a> {
         else {
             return Err(SqlError::internal("co-located join of a non-join"));
         };
-        let input = |p: &Plan| -> SqlResult<(JoinInput, Vec<usize>, String)> {
-            let Plan::Scan {
-                table_id,
-                table_name,
-                column_types,
-                primary_key,
-                placement,
-                access,
-                filter,
-            } = p
-            else {
-                return Err(SqlError::internal("co-located join input is not a scan"));
-            };
-            let route = TableRoute::new(*table_id, placement, primary_key, column_types);
-            let shards = self.scan_shards(&route, access, filter.as_ref(), outer);
-            let filter = filter
-                .as_ref()
-                .map(|f| f.bind_runtime(self.params, outer))
-                .transpose()?;
-            Ok((
-                JoinInput {
-                    table_id: *table_id,
-                    filter,
-                },
-                shards,
-                table_name.clone(),
-            ))
-        };
-        let (l, ls, lname) = input(left)?;
-        let (r, rs, rname) = input(right)?;
+        let (l, ls, lname) = self.join_input(left, outer)?;
+        let (r, rs, rname) = self.join_input(right, outer)?;
         // A shard can produce rows only if the side(s) that must match have rows there.
         let shards: Vec<usize> = match kind {
             JoinKind::Inner => ls.iter().copied().filter(|s| rs.contains(s)).collect(),
@@ -963,8 +1034,8 @@ impl<'a> Executor<'a> {
             }
         };
         let request = JoinRequest {
-            left: l,
-            right: r,
+            left: JoinSide::Local(l),
+            right: JoinSide::Local(r),
             kind: *kind,
             on: on
                 .as_ref()
@@ -975,27 +1046,109 @@ impl<'a> Executor<'a> {
             right_width: *right_width,
             read_ts: self.read_ts,
             txn: self.txn,
-            max_bytes: self.mem_limit.saturating_sub(self.mem_used.get()),
+            max_bytes: self.shard_join_budget(),
+            shipped_matches: false,
         };
-        let mut out = Vec::new();
-        for shard in shards {
-            let started = std::time::Instant::now();
-            let answer = self
-                .coord
-                .call(shard, self.routed(ShardRequest::Join(request.clone())))?;
-            let ShardResponse::Rows { rows, .. } = answer else {
-                return Err(SqlError::internal("unexpected answer to a co-located join"));
+        let name = format!("{lname} ⋈ {rname} (co-located)");
+        Ok(self.run_shard_join(join, &name, &shards, request)?.0)
+    }
+
+    /// A broadcast join (`sql/join_strategy.rs`): the `shipped` input is computed here and
+    /// sent to every shard of the other input (a scan), which joins it with its own rows; the
+    /// shipped rows no shard matched are padded here for outer joins. Gathers instead when the
+    /// shipped rows are larger than planned.
+    fn broadcast_join(
+        &self,
+        join: &Plan,
+        shipped: Side,
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<Row>> {
+        let Plan::Join {
+            left,
+            right,
+            kind,
+            on,
+            left_width,
+            right_width,
+            equi,
+            ..
+        } = join
+        else {
+            return Err(SqlError::internal("broadcast join of a non-join"));
+        };
+        let (local_plan, shipped_plan) = match shipped {
+            Side::Left => (&**right, &**left),
+            Side::Right => (&**left, &**right),
+        };
+        let shipped_rows = self.run(shipped_plan, outer)?;
+        let bytes: usize = shipped_rows.iter().map(|r| row_bytes(r)).sum();
+        if bytes > BROADCAST_MAX_BYTES {
+            if let Some(a) = &self.analyze {
+                a.borrow_mut().push(ShardVisit {
+                    scan: 0,
+                    table: format!(
+                        "broadcast not used: the shipped input is {} rows ({bytes} bytes); both inputs gathered",
+                        shipped_rows.len()
+                    ),
+                    shard: usize::MAX,
+                    rows: 0,
+                    requests: 0,
+                    micros: 0,
+                });
+            }
+            let local_rows = self.run(local_plan, outer)?;
+            let (l, r) = match shipped {
+                Side::Left => (shipped_rows, local_rows),
+                Side::Right => (local_rows, shipped_rows),
             };
-            let name = format!("{lname} ⋈ {rname} (co-located)");
-            self.note(
-                join,
-                &name,
-                shard,
-                rows.len(),
-                started.elapsed().as_micros() as u64,
+            return self.join(
+                l,
+                r,
+                *kind,
+                on.as_ref(),
+                *left_width,
+                *right_width,
+                equi,
+                outer,
             );
-            self.charge(rows.iter().map(|r| row_bytes(r)).sum())?;
-            out.extend(rows);
+        }
+        let (input, shards, local_name) = self.join_input(local_plan, outer)?;
+        let (shard_kind, pad_shipped) = JoinStrategy::shard_kind(*kind, shipped);
+        let (l, r) = match shipped {
+            Side::Left => (
+                JoinSide::Shipped(shipped_rows.clone()),
+                JoinSide::Local(input),
+            ),
+            Side::Right => (
+                JoinSide::Local(input),
+                JoinSide::Shipped(shipped_rows.clone()),
+            ),
+        };
+        let request = JoinRequest {
+            left: l,
+            right: r,
+            kind: shard_kind,
+            on: on
+                .as_ref()
+                .map(|e| e.bind_runtime(self.params, outer))
+                .transpose()?,
+            equi: equi.clone(),
+            left_width: *left_width,
+            right_width: *right_width,
+            read_ts: self.read_ts,
+            txn: self.txn,
+            max_bytes: self.shard_join_budget(),
+            shipped_matches: pad_shipped,
+        };
+        let name = format!(
+            "{local_name} ⋈ {} shipped rows (broadcast)",
+            shipped_rows.len()
+        );
+        let (mut out, matched) = self.run_shard_join(join, &name, &shards, request)?;
+        if pad_shipped {
+            let padded = pad_unmatched(shipped_rows, &matched, shipped, *left_width, *right_width);
+            self.charge(padded.iter().map(|r| row_bytes(r)).sum())?;
+            out.extend(padded);
         }
         Ok(out)
     }

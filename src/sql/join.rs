@@ -1,6 +1,7 @@
 //! The join algorithm, shared by the coordinator (joins of gathered inputs) and the shards
 //! (co-located joins: two hash-placed tables joined on their shard keys have every matching
-//! pair on one shard, so each shard joins its own rows).
+//! pair on one shard, so each shard joins its own rows; broadcast joins: each shard joins its
+//! rows of the large input with the whole small input, shipped to it).
 //!
 //! A hash join on the equi-join keys when there are any (NULL keys never match), a nested loop
 //! otherwise; `on` (the full condition) decides every candidate pair; LEFT/RIGHT/FULL add the
@@ -40,6 +41,26 @@ pub fn hash_join(
     ctx: &EvalContext<'_>,
     charge: &mut dyn FnMut(usize) -> SqlResult<()>,
 ) -> SqlResult<Vec<Row>> {
+    Ok(hash_join_tracked(left, right, spec, ctx, charge)?.rows)
+}
+
+/// A join's rows, and which input rows found a match (by position).
+pub struct Joined {
+    pub rows: Vec<Row>,
+    pub left_matched: Vec<bool>,
+    pub right_matched: Vec<bool>,
+}
+
+/// [`hash_join`], also telling which rows of each input matched: a broadcast join's shard sees
+/// only its part of the other input, so the coordinator pads the shipped input's rows that
+/// matched on no shard.
+pub fn hash_join_tracked(
+    left: Vec<Row>,
+    right: Vec<Row>,
+    spec: &JoinSpec<'_>,
+    ctx: &EvalContext<'_>,
+    charge: &mut dyn FnMut(usize) -> SqlResult<()>,
+) -> SqlResult<Joined> {
     let JoinSpec {
         kind,
         on,
@@ -49,6 +70,7 @@ pub fn hash_join(
     } = *spec;
     let mut out = Vec::new();
     let mut right_matched = vec![false; right.len()];
+    let mut left_matched = vec![false; left.len()];
     let table: Option<HashMap<u64, Vec<usize>>> = if equi.is_empty() {
         None
     } else {
@@ -66,7 +88,7 @@ pub fn hash_join(
         Some(t)
     };
     let all_right: Vec<usize> = (0..right.len()).collect();
-    for l in &left {
+    for (li, l) in left.iter().enumerate() {
         let candidates: &[usize] = match &table {
             None => &all_right,
             Some(t) => {
@@ -97,6 +119,7 @@ pub fn hash_join(
                 out.push(row);
             }
         }
+        left_matched[li] = matched;
         if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
             let mut row = l.clone();
             row.resize(left_width + right_width, Value::Null);
@@ -112,5 +135,9 @@ pub fn hash_join(
             }
         }
     }
-    Ok(out)
+    Ok(Joined {
+        rows: out,
+        left_matched,
+        right_matched,
+    })
 }

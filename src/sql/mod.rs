@@ -19,6 +19,7 @@ pub mod executor;
 pub mod expr;
 pub mod functions;
 pub mod join;
+pub mod join_strategy;
 pub mod parser;
 pub mod plan;
 pub mod pushdown;

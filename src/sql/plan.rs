@@ -225,6 +225,8 @@ pub enum Plan {
         /// Equality keys (left expr over the left row, right expr over the right row) usable for
         /// a hash join; `on` still holds the full condition.
         equi: Vec<(Expr, Expr, DataType)>,
+        /// Where it runs (`sql/join_strategy.rs`), chosen after binding.
+        strategy: crate::sql::join_strategy::JoinStrategy,
     },
     /// Output: group-by values, then aggregate results.
     Aggregate {
@@ -349,7 +351,9 @@ impl Plan {
                 left_width,
                 right_width,
                 equi,
+                strategy,
             } => Plan::Join {
+                strategy,
                 left: sub(left, f)?,
                 right: sub(right, f)?,
                 kind,
@@ -460,6 +464,24 @@ impl Plan {
                 },
             },
         })
+    }
+
+    /// Calls `f` on each input plan of this node (not into subquery plans).
+    pub fn for_each_input_mut(&mut self, f: &mut dyn FnMut(&mut Plan)) {
+        match self {
+            Plan::Scan { .. } | Plan::SystemScan { .. } | Plan::Values { .. } => {}
+            Plan::Filter { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Sort { input, .. }
+            | Plan::Limit { input, .. }
+            | Plan::Distinct { input, .. } => f(input),
+            Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => {
+                f(left);
+                f(right);
+            }
+            Plan::Pushdown { scan, .. } => f(scan),
+        }
     }
 
     /// Whether this is (a projection of) an index scan with a per-shard limit.
@@ -665,20 +687,35 @@ impl Plan {
             Plan::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
             Plan::Filter { .. } => "Filter".to_string(),
             Plan::Project { exprs, .. } => format!("Project ({} columns)", exprs.len()),
-            Plan::Join { kind, equi, .. } => format!(
-                "{} {:?} Join{}",
-                if equi.is_empty() {
-                    "Nested Loop"
-                } else {
-                    "Hash"
-                },
+            Plan::Join {
                 kind,
-                if self.colocated_join().is_some() {
-                    " (co-located: each shard joins its own rows)"
-                } else {
-                    ""
-                }
-            ),
+                equi,
+                strategy,
+                left,
+                right,
+                ..
+            } => {
+                let local = match strategy {
+                    crate::sql::join_strategy::JoinStrategy::Broadcast {
+                        shipped: crate::sql::join_strategy::Side::Left,
+                        ..
+                    } => right,
+                    _ => left,
+                };
+                let shards = map
+                    .and_then(|m| local.scan_route(m))
+                    .map(|r| r.shards.len());
+                format!(
+                    "{} {:?} Join{}",
+                    if equi.is_empty() {
+                        "Nested Loop"
+                    } else {
+                        "Hash"
+                    },
+                    kind,
+                    strategy.describe(shards)
+                )
+            }
             Plan::Aggregate { group_by, aggs, .. } => format!(
                 "Aggregate ({} group keys, {} aggregates)",
                 group_by.len(),

@@ -75,6 +75,7 @@ fn rewrite(plan: Plan) -> Plan {
             left_width,
             right_width,
             equi,
+            strategy,
         } => Plan::Join {
             left: b(left),
             right: b(right),
@@ -83,6 +84,7 @@ fn rewrite(plan: Plan) -> Plan {
             left_width,
             right_width,
             equi,
+            strategy,
         },
         Plan::Aggregate {
             input,

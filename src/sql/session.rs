@@ -79,11 +79,20 @@ pub struct Database {
     range_split_rows: u64,
     /// Rows inserted into each range-placed table since its ranges were last measured.
     inserted_since_check: parking_lot::Mutex<HashMap<u32, u64>>,
+    /// Row estimates for planning joins.
+    pub table_stats: crate::sql::join_strategy::TableStatistics,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ClusterFile {
     shards: usize,
+}
+
+impl crate::sql::join_strategy::RowEstimator for Database {
+    fn table_rows(&self, table_id: u32, shards: &[usize]) -> u64 {
+        self.table_stats
+            .table_rows(&self.coordinator, table_id, shards)
+    }
 }
 
 impl Database {
@@ -219,6 +228,7 @@ impl Database {
             ids,
             range_split_rows: opts.range_split_rows,
             inserted_since_check: parking_lot::Mutex::new(HashMap::new()),
+            table_stats: Default::default(),
         };
         db.retain_indexes()?;
         let mover = db.mover();
@@ -1157,6 +1167,7 @@ impl Session {
                 self.settings.get("enable_indexscan").map(String::as_str) != Some("off"),
             )
             .with_pushdown(self.settings.get("sharddb.pushdown").map(String::as_str) != Some("off"))
+            .with_estimator(&*self.db)
             .with_settings(self.effective_settings())
     }
 

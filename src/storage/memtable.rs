@@ -153,6 +153,35 @@ impl Memtable {
         None
     }
 
+    /// About how many live user keys of `[start, end)` the memtable holds: keys whose newest
+    /// version is not a tombstone, counted up to `cap` entries and extrapolated past it by the
+    /// bytes counted (the rest of the memtable is assumed to be in the range: an overestimate).
+    pub(crate) fn estimate_keys(&self, start: &[u8], end: &[u8], cap: usize) -> u64 {
+        let lo = MemKey::probe(start, u64::MAX, u64::MAX);
+        let hi = MemKey::probe(end, u64::MAX, u64::MAX);
+        let (mut live, mut entries, mut bytes) = (0u64, 0usize, 0usize);
+        let mut last: Option<Vec<u8>> = None;
+        for e in self.map.range(lo..hi) {
+            let k = e.key();
+            entries += 1;
+            bytes += k.data.len() + ENTRY_OVERHEAD;
+            // Versions of a key are adjacent, newest first: the first one decides.
+            if last.as_deref() != Some(k.key()) {
+                if k.has_value {
+                    live += 1;
+                }
+                let buf = last.get_or_insert_with(Vec::new);
+                buf.clear();
+                buf.extend_from_slice(k.key());
+            }
+            if entries >= cap {
+                let total = self.approx_bytes().max(bytes);
+                return (live as u128 * total as u128 / bytes.max(1) as u128) as u64;
+            }
+        }
+        live
+    }
+
     /// Whether any version of `key` older than `ts` exists, regardless of snapshot. Compaction
     /// asks this before dropping a tombstone that may still shadow memtable data.
     pub(crate) fn has_version_below(&self, key: &[u8], ts: u64) -> bool {

@@ -1054,6 +1054,31 @@ impl Table {
         &self.meta
     }
 
+    /// About how many live user keys of `[start, end)` the table holds, from the footer and
+    /// the block index alone (no I/O): the distinct keys less the tombstones, scaled by the
+    /// share of blocks the range touches. Exact when the range covers the whole table.
+    pub(crate) fn estimate_keys(&self, start: &[u8], end: &[u8]) -> u64 {
+        let m = &self.meta;
+        if self.index.is_empty() || m.max_key.as_slice() < start || m.min_key.as_slice() >= end {
+            return 0;
+        }
+        let live = m.distinct_keys.saturating_sub(m.tombstone_count);
+        if start <= m.min_key.as_slice() && m.max_key.as_slice() < end {
+            return live;
+        }
+        let n = self.index.len();
+        let first = self
+            .index
+            .partition_point(|h| h.last_key.as_slice() < start);
+        // The block holding the first key >= end may still hold keys below it.
+        let last = self
+            .index
+            .partition_point(|h| h.last_key.as_slice() < end)
+            .min(n - 1);
+        let blocks = (last + 1).saturating_sub(first) as u64;
+        (live * blocks).div_ceil(n as u64)
+    }
+
     fn in_key_range(&self, key: &[u8]) -> bool {
         !self.index.is_empty()
             && key >= self.meta.min_key.as_slice()

@@ -1234,3 +1234,49 @@ fn redo_blobs_replay_after_a_position_and_pin_their_segments() {
         e.err()
     );
 }
+
+#[test]
+fn key_estimates_track_live_keys_across_memtable_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), opts(64 << 20)).unwrap();
+    let key = |t: char, i: u32| format!("{t}{i:06}");
+    let estimate = |e: &Engine, t: char| {
+        e.estimate_keys(
+            t.to_string().as_bytes(),
+            (((t as u8) + 1) as char).to_string().as_bytes(),
+        )
+    };
+    // Three "tables" a, b, c of 3000, 200 and 5000 keys, written in batches with updates.
+    for (t, n) in [('a', 3000u32), ('b', 200), ('c', 5000)] {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let ops: Vec<(String, Option<&str>)> =
+                chunk.iter().map(|i| (key(t, *i), Some("value"))).collect();
+            let refs: Vec<(&str, Option<&str>)> =
+                ops.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            put(&engine, 10, &refs);
+        }
+    }
+    // Memtable only: exact (each key once, newest version live).
+    assert_eq!(estimate(&engine, 'a'), 3000);
+    assert_eq!(estimate(&engine, 'b'), 200);
+    assert_eq!(estimate(&engine, 'c'), 5000);
+    // Deletes in the memtable are not live keys.
+    let gone: Vec<String> = (0..100).map(|i| key('b', i)).collect();
+    let refs: Vec<(&str, Option<&str>)> = gone.iter().map(|k| (k.as_str(), None)).collect();
+    put(&engine, 11, &refs);
+    assert_eq!(estimate(&engine, 'b'), 100);
+    // From one table holding all three: by the blocks each range touches, so off by up to a
+    // couple of blocks' worth of keys (a block holds about 200 here), and a range's deletes
+    // count against every range of the table; the magnitudes stay apart.
+    engine.flush().unwrap();
+    let (a, b, c) = (
+        estimate(&engine, 'a'),
+        estimate(&engine, 'b'),
+        estimate(&engine, 'c'),
+    );
+    assert!(a.abs_diff(3000) <= 500, "a: estimated {a}, holds 3000");
+    assert!(c.abs_diff(5000) <= 500, "c: estimated {c}, holds 5000");
+    assert!(b <= 700, "b: estimated {b}, holds 100");
+    assert!(b < a && a < c);
+    assert_eq!(estimate(&engine, 'z'), 0);
+}
