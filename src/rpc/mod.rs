@@ -378,8 +378,9 @@ pub struct JoinInput {
 pub enum JoinSide {
     /// The shard's own rows of a table.
     Local(JoinInput),
-    /// Rows the coordinator computed and broadcast to every shard of the other input.
-    Shipped(Vec<Row>),
+    /// Rows the coordinator computed and broadcast to every shard of the other input (one
+    /// copy shared by the requests to all shards).
+    Shipped(std::sync::Arc<Vec<Row>>),
 }
 
 /// Joins two inputs on the shard: co-located (two tables placed on the join key with the same

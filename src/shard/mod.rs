@@ -137,11 +137,12 @@ impl Shard {
                 Ok(())
             }
         };
-        let mut inputs = Vec::with_capacity(2);
+        // The shipped rows count against the shard's budget like the rows it reads.
         let mut shipped_left = false;
+        let mut inputs: Vec<std::sync::Arc<Vec<Row>>> = Vec::with_capacity(2);
         for (i, side) in [req.left, req.right].into_iter().enumerate() {
             inputs.push(match side {
-                JoinSide::Local(input) => {
+                JoinSide::Local(input) => std::sync::Arc::new(
                     self.read_source(
                         &input.source,
                         &input.filter,
@@ -149,16 +150,19 @@ impl Shard {
                         req.txn,
                         &mut |b| charge(b),
                     )
-                    .await?
-                }
+                    .await?,
+                ),
                 JoinSide::Shipped(rows) => {
                     shipped_left |= i == 0;
+                    charge(
+                        rows.iter()
+                            .map(|r| crate::sql::aggregate::row_bytes(r))
+                            .sum(),
+                    )?;
                     rows
                 }
             });
         }
-        let right = inputs.pop().expect("two inputs");
-        let left = inputs.pop().expect("two inputs");
         let spec = crate::sql::join::JoinSpec {
             kind: req.kind,
             on: req.on.as_ref(),
@@ -167,8 +171,8 @@ impl Shard {
             equi: &req.equi,
         };
         let joined = crate::sql::join::hash_join_tracked(
-            left,
-            right,
+            &inputs[0],
+            &inputs[1],
             &spec,
             &crate::sql::expr::EvalContext::empty(),
             &mut |b| charge(b),

@@ -597,16 +597,18 @@ impl<'a> Binder<'a> {
         match stmt {
             S::Query(q) => {
                 let (plan, scope) = self.bind_query(q, &[])?;
+                use crate::sql::join_strategy::{Choice, choose_strategies};
                 let plan = if self.pushdown {
-                    let plan = crate::sql::pushdown::push_down(plan)?;
-                    match &self.map {
-                        Some(map) => {
-                            crate::sql::join_strategy::choose_strategies(plan, self.estimator, map)?
-                        }
-                        None => plan,
-                    }
+                    crate::sql::pushdown::push_down(plan)?
                 } else {
                     plan
+                };
+                let plan = match &self.map {
+                    Some(map) if self.pushdown => {
+                        choose_strategies(plan, Choice::Estimate(self.estimator), map)?
+                    }
+                    Some(map) => choose_strategies(plan, Choice::GatherAll, map)?,
+                    None => plan,
                 };
                 let columns = text_unknowns(scope)
                     .columns

@@ -127,10 +127,17 @@ impl<'a> Executor<'a> {
 
     /// Notes (EXPLAIN ANALYZE) that a pushed-down operator ran at the coordinator instead.
     fn note_fallback(&self, table: &str) {
+        self.note_line(&format!(
+            "{table}: pushdown not used (data move in progress, rows gathered)"
+        ));
+    }
+
+    /// Adds a line of its own to EXPLAIN ANALYZE's output.
+    fn note_line(&self, text: &str) {
         if let Some(a) = &self.analyze {
             a.borrow_mut().push(ShardVisit {
                 scan: 0,
-                table: format!("{table}: pushdown not used (data move in progress, rows gathered)"),
+                table: text.to_string(),
                 shard: usize::MAX,
                 rows: 0,
                 requests: 0,
@@ -256,9 +263,16 @@ impl<'a> Executor<'a> {
             } => {
                 // During a data move a shard may hold copies it does not own, which a join on
                 // the shard cannot leave out: such joins gather (the scans filter them).
-                if !self.map.must_filter(self.read_ts) {
+                let on_shards = !matches!(strategy, JoinStrategy::Gather)
+                    && (plan.colocated_join().is_some()
+                        || matches!(strategy, JoinStrategy::Broadcast { .. }));
+                if on_shards && self.map.must_filter(self.read_ts) {
+                    self.note_line(
+                        "join gathered instead of run on the shards (data move in progress)",
+                    );
+                } else {
                     match strategy {
-                        JoinStrategy::Colocated => {
+                        JoinStrategy::Colocated | JoinStrategy::Unplanned => {
                             if let Some((l, r)) = plan.colocated_join() {
                                 return self.colocated_join(l, r, plan, outer);
                             }
@@ -994,9 +1008,28 @@ impl<'a> Executor<'a> {
         Ok((out, matched))
     }
 
-    /// What a shard may hold for one join request: what is left of the statement's budget.
-    fn shard_join_budget(&self) -> usize {
-        self.mem_limit.saturating_sub(self.mem_used.get())
+    /// What a shard may hold for one join request: its share of what is left of the
+    /// statement's budget (the shards run at once, and their answers all arrive here).
+    fn shard_join_budget(&self, shards: usize) -> usize {
+        self.mem_limit.saturating_sub(self.mem_used.get()) / shards.max(1)
+    }
+
+    /// A join's equality keys with `$n` and outer references replaced by their values, for a
+    /// shard that has neither.
+    fn bind_equi(
+        &self,
+        equi: &[(Expr, Expr, DataType)],
+        outer: &[&[Value]],
+    ) -> SqlResult<Vec<(Expr, Expr, DataType)>> {
+        equi.iter()
+            .map(|(l, r, t)| {
+                Ok((
+                    l.bind_runtime(self.params, outer)?,
+                    r.bind_runtime(self.params, outer)?,
+                    *t,
+                ))
+            })
+            .collect()
     }
 
     /// A join of two hash-placed tables on their shard keys: each shard joins its own rows
@@ -1041,12 +1074,12 @@ impl<'a> Executor<'a> {
                 .as_ref()
                 .map(|e| e.bind_runtime(self.params, outer))
                 .transpose()?,
-            equi: equi.clone(),
+            equi: self.bind_equi(equi, outer)?,
             left_width: *left_width,
             right_width: *right_width,
             read_ts: self.read_ts,
             txn: self.txn,
-            max_bytes: self.shard_join_budget(),
+            max_bytes: self.shard_join_budget(shards.len()),
             shipped_matches: false,
         };
         let name = format!("{lname} ⋈ {rname} (co-located)");
@@ -1083,19 +1116,10 @@ impl<'a> Executor<'a> {
         let shipped_rows = self.run(shipped_plan, outer)?;
         let bytes: usize = shipped_rows.iter().map(|r| row_bytes(r)).sum();
         if bytes > BROADCAST_MAX_BYTES {
-            if let Some(a) = &self.analyze {
-                a.borrow_mut().push(ShardVisit {
-                    scan: 0,
-                    table: format!(
-                        "broadcast not used: the shipped input is {} rows ({bytes} bytes); both inputs gathered",
-                        shipped_rows.len()
-                    ),
-                    shard: usize::MAX,
-                    rows: 0,
-                    requests: 0,
-                    micros: 0,
-                });
-            }
+            self.note_line(&format!(
+                "broadcast not used: the shipped input is {} rows ({bytes} bytes); both inputs gathered",
+                shipped_rows.len()
+            ));
             let local_rows = self.run(local_plan, outer)?;
             let (l, r) = match shipped {
                 Side::Left => (shipped_rows, local_rows),
@@ -1112,8 +1136,12 @@ impl<'a> Executor<'a> {
                 outer,
             );
         }
-        let (input, shards, local_name) = self.join_input(local_plan, outer)?;
         let (shard_kind, pad_shipped) = JoinStrategy::shard_kind(*kind, shipped);
+        if shipped_rows.is_empty() && shard_kind == JoinKind::Inner {
+            return Ok(Vec::new()); // nothing for any local row to match
+        }
+        let (input, shards, local_name) = self.join_input(local_plan, outer)?;
+        let shipped_rows = Arc::new(shipped_rows);
         let (l, r) = match shipped {
             Side::Left => (
                 JoinSide::Shipped(shipped_rows.clone()),
@@ -1132,12 +1160,12 @@ impl<'a> Executor<'a> {
                 .as_ref()
                 .map(|e| e.bind_runtime(self.params, outer))
                 .transpose()?,
-            equi: equi.clone(),
+            equi: self.bind_equi(equi, outer)?,
             left_width: *left_width,
             right_width: *right_width,
             read_ts: self.read_ts,
             txn: self.txn,
-            max_bytes: self.shard_join_budget(),
+            max_bytes: self.shard_join_budget(shards.len()),
             shipped_matches: pad_shipped,
         };
         let name = format!(
@@ -1146,6 +1174,8 @@ impl<'a> Executor<'a> {
         );
         let (mut out, matched) = self.run_shard_join(join, &name, &shards, request)?;
         if pad_shipped {
+            // The requests are gone: this is the last reference (no copy).
+            let shipped_rows = Arc::try_unwrap(shipped_rows).unwrap_or_else(|a| (*a).clone());
             let padded = pad_unmatched(shipped_rows, &matched, shipped, *left_width, *right_width);
             self.charge(padded.iter().map(|r| row_bytes(r)).sum())?;
             out.extend(padded);
@@ -1173,7 +1203,7 @@ impl<'a> Executor<'a> {
             right_width,
             equi,
         };
-        crate::sql::join::hash_join(left, right, &spec, &ctx, &mut |b| self.charge(b))
+        crate::sql::join::hash_join(&left, &right, &spec, &ctx, &mut |b| self.charge(b))
     }
 
     fn aggregate(

@@ -35,8 +35,8 @@ fn hash_values(vals: &[Value]) -> u64 {
 
 /// Joins `left` and `right`; `charge` is told the bytes of each joined row (memory limits).
 pub fn hash_join(
-    left: Vec<Row>,
-    right: Vec<Row>,
+    left: &[Row],
+    right: &[Row],
     spec: &JoinSpec<'_>,
     ctx: &EvalContext<'_>,
     charge: &mut dyn FnMut(usize) -> SqlResult<()>,
@@ -55,8 +55,8 @@ pub struct Joined {
 /// only its part of the other input, so the coordinator pads the shipped input's rows that
 /// matched on no shard.
 pub fn hash_join_tracked(
-    left: Vec<Row>,
-    right: Vec<Row>,
+    left: &[Row],
+    right: &[Row],
     spec: &JoinSpec<'_>,
     ctx: &EvalContext<'_>,
     charge: &mut dyn FnMut(usize) -> SqlResult<()>,
@@ -123,14 +123,16 @@ pub fn hash_join_tracked(
         if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
             let mut row = l.clone();
             row.resize(left_width + right_width, Value::Null);
+            charge(row_bytes(&row))?;
             out.push(row);
         }
     }
     if matches!(kind, JoinKind::Right | JoinKind::Full) {
-        for (ri, r) in right.into_iter().enumerate() {
+        for (ri, r) in right.iter().enumerate() {
             if !right_matched[ri] {
                 let mut row = vec![Value::Null; left_width];
-                row.extend(r);
+                row.extend_from_slice(r);
+                charge(row_bytes(&row))?;
                 out.push(row);
             }
         }

@@ -54,8 +54,11 @@ pub enum Side {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum JoinStrategy {
-    /// Both inputs gathered at the coordinator.
+    /// Not chosen (the plans of statements other than queries): co-located when the plan
+    /// allows it, else gathered.
     #[default]
+    Unplanned,
+    /// Both inputs gathered at the coordinator.
     Gather,
     /// Each shard joins its own rows of both inputs.
     Colocated,
@@ -72,7 +75,7 @@ impl JoinStrategy {
     /// EXPLAIN's words for it.
     pub fn describe(&self, shards: Option<usize>) -> String {
         match self {
-            JoinStrategy::Gather => String::new(),
+            JoinStrategy::Gather | JoinStrategy::Unplanned => String::new(),
             JoinStrategy::Colocated => " (co-located: each shard joins its own rows)".into(),
             JoinStrategy::Broadcast {
                 shipped,
@@ -192,14 +195,23 @@ impl TableStatistics {
     }
 }
 
+/// How [`choose_strategies`] decides.
+#[derive(Clone, Copy)]
+pub enum Choice<'a> {
+    /// From the plan's shape and these estimates.
+    Estimate(Option<&'a dyn RowEstimator>),
+    /// Every join gathers (`sharddb.pushdown = off`).
+    GatherAll,
+}
+
 /// Chooses every join's strategy in `plan`, including the plans of its subqueries.
 pub fn choose_strategies(
     plan: Plan,
-    est: Option<&dyn RowEstimator>,
+    choice: Choice<'_>,
     map: &crate::placement::ShardMap,
 ) -> SqlResult<Plan> {
     let mut plan = plan;
-    annotate(&mut plan, est, map);
+    annotate(&mut plan, choice, map);
     plan.map_exprs(&mut |e| {
         e.transform(&mut |x| match x {
             Expr::Subquery {
@@ -211,7 +223,7 @@ pub fn choose_strategies(
             } => Ok(Expr::Subquery {
                 id,
                 kind,
-                plan: Box::new(choose_strategies(*plan, est, map)?),
+                plan: Box::new(choose_strategies(*plan, choice, map)?),
                 lhs,
                 correlated,
             }),
@@ -220,9 +232,12 @@ pub fn choose_strategies(
     })
 }
 
-fn annotate(plan: &mut Plan, est: Option<&dyn RowEstimator>, map: &crate::placement::ShardMap) {
-    plan.for_each_input_mut(&mut |p| annotate(p, est, map));
-    let chosen = choose(plan, est, map);
+fn annotate(plan: &mut Plan, choice: Choice<'_>, map: &crate::placement::ShardMap) {
+    plan.for_each_input_mut(&mut |p| annotate(p, choice, map));
+    let chosen = match choice {
+        Choice::Estimate(est) => choose(plan, est, map),
+        Choice::GatherAll => JoinStrategy::Gather,
+    };
     if let Plan::Join { strategy, .. } = plan {
         *strategy = chosen;
     }
@@ -428,7 +443,7 @@ mod tests {
             };
             let ctx = EvalContext::empty();
             let spec = |kind| JoinSpec { kind, on: Some(&on), left_width: 2, right_width: 2, equi: &equi };
-            let want = hash_join(left.clone(), right.clone(), &spec(kind), &ctx, &mut |_| Ok(())).unwrap();
+            let want = hash_join(&left, &right, &spec(kind), &ctx, &mut |_| Ok(())).unwrap();
 
             let shipped = if shipped_left { Side::Left } else { Side::Right };
             let (shipped_rows, local_rows) = if shipped_left { (left, right) } else { (right, left) };
@@ -446,7 +461,7 @@ mod tests {
                 } else {
                     (part, shipped_rows.clone())
                 };
-                let j = hash_join_tracked(l, r, &spec(shard_kind), &ctx, &mut |_| Ok(())).unwrap();
+                let j = hash_join_tracked(&l, &r, &spec(shard_kind), &ctx, &mut |_| Ok(())).unwrap();
                 let flags = if shipped_left { &j.left_matched } else { &j.right_matched };
                 for (m, f) in matched.iter_mut().zip(flags) {
                     *m |= *f;

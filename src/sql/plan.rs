@@ -695,6 +695,15 @@ impl Plan {
                 right,
                 ..
             } => {
+                // Statements whose joins were not planned still run co-located joins.
+                let strategy = match strategy {
+                    crate::sql::join_strategy::JoinStrategy::Unplanned
+                        if self.colocated_join().is_some() =>
+                    {
+                        &crate::sql::join_strategy::JoinStrategy::Colocated
+                    }
+                    s => s,
+                };
                 let local = match strategy {
                     crate::sql::join_strategy::JoinStrategy::Broadcast {
                         shipped: crate::sql::join_strategy::Side::Left,

@@ -1054,29 +1054,36 @@ impl Table {
         &self.meta
     }
 
-    /// About how many live user keys of `[start, end)` the table holds, from the footer and
-    /// the block index alone (no I/O): the distinct keys less the tombstones, scaled by the
-    /// share of blocks the range touches. Exact when the range covers the whole table.
+    /// About how many user keys of `[start, end)` the table holds, from the footer and the
+    /// block index alone (no I/O): its distinct keys scaled by the share of blocks the range
+    /// touches (blocks cut by the range count half). Deleted keys count until compaction drops
+    /// them: the footer's tombstone count is per version and table-wide, so subtracting it
+    /// could make a table sharing a file with a mass-deleted one look empty.
     pub(crate) fn estimate_keys(&self, start: &[u8], end: &[u8]) -> u64 {
         let m = &self.meta;
         if self.index.is_empty() || m.max_key.as_slice() < start || m.min_key.as_slice() >= end {
             return 0;
         }
-        let live = m.distinct_keys.saturating_sub(m.tombstone_count);
+        let keys = m.distinct_keys;
         if start <= m.min_key.as_slice() && m.max_key.as_slice() < end {
-            return live;
+            return keys;
         }
         let n = self.index.len();
         let first = self
             .index
             .partition_point(|h| h.last_key.as_slice() < start);
         // The block holding the first key >= end may still hold keys below it.
-        let last = self
-            .index
-            .partition_point(|h| h.last_key.as_slice() < end)
-            .min(n - 1);
-        let blocks = (last + 1).saturating_sub(first) as u64;
-        (live * blocks).div_ceil(n as u64)
+        let after = self.index.partition_point(|h| h.last_key.as_slice() < end);
+        let last = after.min(n - 1);
+        let mut halves = 2 * (last + 1).saturating_sub(first) as u64;
+        if start > m.min_key.as_slice() {
+            halves = halves.saturating_sub(1);
+        }
+        if after < n {
+            halves = halves.saturating_sub(1);
+        }
+        let scaled = u128::from(keys) * u128::from(halves.max(1)) / (2 * n as u128);
+        u64::try_from(scaled).unwrap_or(u64::MAX)
     }
 
     fn in_key_range(&self, key: &[u8]) -> bool {
