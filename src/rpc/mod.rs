@@ -385,8 +385,9 @@ pub enum JoinSide {
 
 /// Joins two inputs on the shard: co-located (two tables placed on the join key with the same
 /// ring, so every matching pair is on one shard) or broadcast (the coordinator ships the small
-/// input to each shard of the large one). The shard reads its local input(s) whole (at most
-/// `max_bytes` of rows and output, else 53200) and answers `Joined`. `kind` is what the shard
+/// input to each shard of the large one). The shard holds the shipped input (or, co-located,
+/// the right one) and streams the other past it a page at a time, holding at most `max_bytes`
+/// of held rows and output (else 53200), and answers `Joined`. `kind` is what the shard
 /// computes: the coordinator pads a shipped side's unmatched rows itself (a shard sees only
 /// part of the other side), asking for `shipped_matches` when it must.
 #[derive(Debug, Clone, Serialize, Deserialize)]

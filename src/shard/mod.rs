@@ -123,6 +123,10 @@ impl Shard {
     /// `rpc::JoinRequest`).
     async fn join(&self, req: crate::rpc::JoinRequest) -> Result<ShardResponse, SqlError> {
         use crate::rpc::JoinSide;
+        use crate::sql::aggregate::row_bytes;
+        use crate::sql::expr::EvalContext;
+        use crate::sql::join::{Build, JoinSpec};
+        use crate::sql::join_strategy::Side;
         let held = std::sync::atomic::AtomicUsize::new(0);
         let max = req.max_bytes;
         let charge = |b: usize| -> Result<(), SqlError> {
@@ -137,63 +141,80 @@ impl Shard {
                 Ok(())
             }
         };
-        // The shipped rows count against the shard's budget like the rows it reads.
-        let mut shipped_left = false;
-        let mut inputs: Vec<std::sync::Arc<Vec<Row>>> = Vec::with_capacity(2);
-        for (i, side) in [req.left, req.right].into_iter().enumerate() {
-            inputs.push(match side {
-                JoinSide::Local(input) => std::sync::Arc::new(
-                    self.read_source(
-                        &input.source,
-                        &input.filter,
-                        req.read_ts,
-                        req.txn,
-                        &mut |b| charge(b),
-                    )
-                    .await?,
-                ),
-                JoinSide::Shipped(rows) => {
-                    shipped_left |= i == 0;
-                    charge(
-                        rows.iter()
-                            .map(|r| crate::sql::aggregate::row_bytes(r))
-                            .sum(),
-                    )?;
-                    rows
-                }
-            });
-        }
-        let spec = crate::sql::join::JoinSpec {
+        // The build side (held and indexed) is the shipped input, or the right one of a
+        // co-located join; the other input streams past it a page at a time, so the shard
+        // holds one input and the output, never both inputs.
+        let (build_side, build_input, probe_input) = match (req.left, req.right) {
+            (JoinSide::Local(l), right) => (Side::Right, right, JoinSide::Local(l)),
+            (shipped, JoinSide::Local(r)) => (Side::Left, shipped, JoinSide::Local(r)),
+            (l, r) => (Side::Right, r, l),
+        };
+        let build_rows: std::sync::Arc<Vec<Row>> = match build_input {
+            JoinSide::Shipped(rows) => {
+                charge(rows.iter().map(|r| row_bytes(r)).sum())?;
+                rows
+            }
+            JoinSide::Local(input) => {
+                let mut rows = Vec::new();
+                self.for_each_source_page(
+                    &input.source,
+                    &input.filter,
+                    req.read_ts,
+                    req.txn,
+                    &mut |page| {
+                        charge(page.iter().map(|r| row_bytes(r)).sum())?;
+                        rows.extend(page);
+                        Ok(())
+                    },
+                )
+                .await?;
+                std::sync::Arc::new(rows)
+            }
+        };
+        let spec = JoinSpec {
             kind: req.kind,
             on: req.on.as_ref(),
             left_width: req.left_width,
             right_width: req.right_width,
             equi: &req.equi,
         };
-        let joined = crate::sql::join::hash_join_tracked(
-            &inputs[0],
-            &inputs[1],
-            &spec,
-            &crate::sql::expr::EvalContext::empty(),
-            &mut |b| charge(b),
-        )?;
-        let shipped_matched = if req.shipped_matches {
-            let flags = if shipped_left {
-                &joined.left_matched
-            } else {
-                &joined.right_matched
-            };
-            flags
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| **m)
-                .map(|(i, _)| i as u32)
-                .collect()
+        let mut build = Build::new(&build_rows, build_side, &spec, &EvalContext::empty())?;
+        let mut rows = Vec::new();
+        let mut probe_matched = Vec::new();
+        let mut probe = |page: Vec<Row>| -> SqlResult<()> {
+            let ctx = EvalContext::empty();
+            let m = build.probe(&page, &spec, &ctx, &mut |b| charge(b), &mut rows)?;
+            probe_matched.extend(m);
+            Ok(())
+        };
+        match probe_input {
+            JoinSide::Local(input) => {
+                self.for_each_source_page(
+                    &input.source,
+                    &input.filter,
+                    req.read_ts,
+                    req.txn,
+                    &mut probe,
+                )
+                .await?
+            }
+            JoinSide::Shipped(shipped) => probe(shipped.to_vec())?,
+        }
+        let build_matched = build.finish(&spec, &mut |b| charge(b), &mut rows)?;
+        // The shipped input, when there is one, is the build side.
+        let shipped_flags = if req.shipped_matches {
+            build_matched
         } else {
             Vec::new()
         };
+        let shipped_matched = shipped_flags
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i as u32)
+            .collect();
         Ok(ShardResponse::Joined {
-            rows: joined.rows,
+            rows,
             shipped_matched,
         })
     }

@@ -242,25 +242,23 @@ impl Shard {
         }
     }
 
-    /// Every row of a source, in its order; `charge` is told each page's bytes (and fails
-    /// the read past a memory limit).
-    pub(crate) async fn read_source(
+    /// Every row of a source in its order, handed to `page` a page at a time (an error from
+    /// it stops the read).
+    pub(crate) async fn for_each_source_page(
         &self,
         source: &PushedSource,
         filter: &Option<Expr>,
         read_ts: u64,
         txn: Option<crate::txn::TxnCtx>,
-        charge: &mut (dyn FnMut(usize) -> SqlResult<()> + Send),
-    ) -> SqlResult<Vec<crate::types::Row>> {
+        page: &mut (dyn FnMut(Vec<crate::types::Row>) -> SqlResult<()> + Send),
+    ) -> SqlResult<()> {
         let (ranges, index) = source_ranges(source);
-        let mut out = Vec::new();
         for (mut start, mut end) in ranges {
             loop {
                 let (rows, resume_after) = self
                     .source_page(index, (&start, &end), PAGE, filter, read_ts, txn)
                     .await?;
-                charge(rows.iter().map(|r| row_bytes(r)).sum())?;
-                out.extend(rows);
+                page(rows)?;
                 let Some(after) = resume_after else { break };
                 match index {
                     Some((_, true)) => end = Bound::Excluded(after),
@@ -268,7 +266,7 @@ impl Shard {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub(crate) async fn pushdown(&self, req: PushdownRequest) -> SqlResult<ShardResponse> {

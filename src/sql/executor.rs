@@ -1174,9 +1174,7 @@ impl<'a> Executor<'a> {
         );
         let (mut out, matched) = self.run_shard_join(join, &name, &shards, request)?;
         if pad_shipped {
-            // The requests are gone: this is the last reference (no copy).
-            let shipped_rows = Arc::try_unwrap(shipped_rows).unwrap_or_else(|a| (*a).clone());
-            let padded = pad_unmatched(shipped_rows, &matched, shipped, *left_width, *right_width);
+            let padded = pad_unmatched(&shipped_rows, &matched, shipped, *left_width, *right_width);
             self.charge(padded.iter().map(|r| row_bytes(r)).sum())?;
             out.extend(padded);
         }

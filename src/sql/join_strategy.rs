@@ -119,28 +119,17 @@ impl JoinStrategy {
 /// The shipped rows no shard matched (`matched[i]` false or missing), padded with NULLs for
 /// the other side: what an outer join preserving the shipped side adds once at the end.
 pub fn pad_unmatched(
-    shipped_rows: Vec<Row>,
+    shipped_rows: &[Row],
     matched: &[bool],
     shipped: Side,
     left_width: usize,
     right_width: usize,
 ) -> Vec<Row> {
     shipped_rows
-        .into_iter()
+        .iter()
         .enumerate()
         .filter(|(i, _)| !matched.get(*i).copied().unwrap_or(false))
-        .map(|(_, row)| match shipped {
-            Side::Left => {
-                let mut r = row;
-                r.resize(left_width + right_width, Value::Null);
-                r
-            }
-            Side::Right => {
-                let mut r = vec![Value::Null; left_width];
-                r.extend(row);
-                r
-            }
-        })
+        .map(|(_, row)| crate::sql::join::pad_row(row, shipped, left_width, right_width))
         .collect()
 }
 
@@ -379,7 +368,7 @@ pub fn estimate(plan: &Plan, est: &dyn RowEstimator, map: &crate::placement::Sha
 mod tests {
     use super::*;
     use crate::sql::expr::EvalContext;
-    use crate::sql::join::{JoinSpec, hash_join, hash_join_tracked};
+    use crate::sql::join::{Build, JoinSpec, hash_join};
     use crate::types::DataType;
     use proptest::prelude::*;
 
@@ -421,6 +410,7 @@ mod tests {
             shards in 1usize..5,
             seed in any::<u64>(),
             with_extra_condition in any::<bool>(),
+            page in 1usize..8,
         ) {
             let equi = vec![(Expr::Column(0), Expr::Column(0), DataType::Int8)];
             // ON l.key = r.key [AND l.payload < r.payload + 500]
@@ -453,23 +443,23 @@ mod tests {
                 let s = (seed.wrapping_mul(i as u64 + 1).rotate_left(17) % shards as u64) as usize;
                 parts[s].push(r);
             }
+            // Each shard holds the shipped rows (the build side) and streams its part of
+            // the local input past them in pages of `page` rows, as `Shard::join` does.
             let mut got = Vec::new();
             let mut matched = vec![false; shipped_rows.len()];
+            let shard_spec = spec(shard_kind);
             for part in parts {
-                let (l, r) = if shipped_left {
-                    (shipped_rows.clone(), part)
-                } else {
-                    (part, shipped_rows.clone())
-                };
-                let j = hash_join_tracked(&l, &r, &spec(shard_kind), &ctx, &mut |_| Ok(())).unwrap();
-                let flags = if shipped_left { &j.left_matched } else { &j.right_matched };
-                for (m, f) in matched.iter_mut().zip(flags) {
-                    *m |= *f;
+                let mut build = Build::new(&shipped_rows, shipped, &shard_spec, &ctx).unwrap();
+                for batch in part.chunks(page) {
+                    build.probe(batch, &shard_spec, &ctx, &mut |_| Ok(()), &mut got).unwrap();
                 }
-                got.extend(j.rows);
+                let flags = build.finish(&shard_spec, &mut |_| Ok(()), &mut got).unwrap();
+                for (m, f) in matched.iter_mut().zip(flags) {
+                    *m |= f;
+                }
             }
             if pad {
-                got.extend(pad_unmatched(shipped_rows, &matched, shipped, 2, 2));
+                got.extend(pad_unmatched(&shipped_rows, &matched, shipped, 2, 2));
             }
             prop_assert_eq!(sorted(got), sorted(want));
         }
