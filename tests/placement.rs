@@ -678,6 +678,37 @@ async fn shard_joins_with_parameters_and_outer_references() {
     let on = rows(&c, q).await.unwrap();
     assert_eq!(on, rows(&gathered, q).await.unwrap(), "{q}");
     assert!(on.iter().any(|r| r[1].as_deref() != Some("0")), "{on:?}");
+    // A shipped input planned small (at most 45 rows) that turns out larger than the broadcast
+    // cap (16 MiB) is gathered instead, with the same answer.
+    c.batch_execute("CREATE TABLE wide (id bigint PRIMARY KEY, pad text)")
+        .await
+        .unwrap();
+    let pad = "x".repeat(400_000);
+    for chunk in 0..9 {
+        let values: Vec<String> = (0..5)
+            .map(|i| format!("({}, '{pad}')", chunk * 5 + i))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO wide VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+    }
+    let q = "SELECT count(*), sum(length(w.pad)) \
+             FROM h JOIN (SELECT id, pad FROM wide LIMIT 45) w ON w.id = h.b WHERE h.a = 3";
+    let plan = rows(&c, &format!("EXPLAIN ANALYZE {q}")).await.unwrap();
+    let text: Vec<&str> = plan.iter().map(|r| r[0].as_deref().unwrap_or("")).collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("(broadcast: the right input")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|l| l.contains("broadcast not used: the shipped input is 45 rows")),
+        "{text:?}"
+    );
+    let on = rows(&c, q).await.unwrap();
+    assert_eq!(on, rows(&gathered, q).await.unwrap());
+    assert_eq!(on[0][0].as_deref(), Some("20"), "{on:?}");
     // INSERT ... SELECT over a co-located join.
     c.batch_execute(
         "CREATE TABLE hj (a bigint, b bigint, d bigint, PRIMARY KEY (a, b, d)) PARTITION BY HASH (a);

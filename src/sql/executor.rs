@@ -1014,22 +1014,45 @@ impl<'a> Executor<'a> {
         self.mem_limit.saturating_sub(self.mem_used.get()) / shards.max(1)
     }
 
-    /// A join's equality keys with `$n` and outer references replaced by their values, for a
-    /// shard that has neither.
-    fn bind_equi(
+    /// The request for `join` run on `shards` shards: its condition and equality keys with `$n`
+    /// and outer references replaced by their values (a shard has neither), computed by the
+    /// shard as `kind`.
+    fn join_request(
         &self,
-        equi: &[(Expr, Expr, DataType)],
+        join: &Plan,
+        (left, right): (JoinSide, JoinSide),
+        kind: JoinKind,
+        shards: usize,
+        shipped_matches: bool,
         outer: &[&[Value]],
-    ) -> SqlResult<Vec<(Expr, Expr, DataType)>> {
-        equi.iter()
-            .map(|(l, r, t)| {
-                Ok((
-                    l.bind_runtime(self.params, outer)?,
-                    r.bind_runtime(self.params, outer)?,
-                    *t,
-                ))
-            })
-            .collect()
+    ) -> SqlResult<JoinRequest> {
+        let Plan::Join {
+            on,
+            left_width,
+            right_width,
+            equi,
+            ..
+        } = join
+        else {
+            return Err(SqlError::internal("a shard join of a non-join"));
+        };
+        let bind = |e: &Expr| e.bind_runtime(self.params, outer);
+        Ok(JoinRequest {
+            left,
+            right,
+            kind,
+            on: on.as_ref().map(bind).transpose()?,
+            equi: equi
+                .iter()
+                .map(|(l, r, t)| Ok((bind(l)?, bind(r)?, *t)))
+                .collect::<SqlResult<_>>()?,
+            left_width: *left_width,
+            right_width: *right_width,
+            read_ts: self.read_ts,
+            txn: self.txn,
+            max_bytes: self.shard_join_budget(shards),
+            shipped_matches,
+        })
     }
 
     /// A join of two hash-placed tables on their shard keys: each shard joins its own rows
@@ -1041,15 +1064,7 @@ impl<'a> Executor<'a> {
         join: &Plan,
         outer: &[&[Value]],
     ) -> SqlResult<Vec<Row>> {
-        let Plan::Join {
-            kind,
-            on,
-            left_width,
-            right_width,
-            equi,
-            ..
-        } = join
-        else {
+        let Plan::Join { kind, .. } = join else {
             return Err(SqlError::internal("co-located join of a non-join"));
         };
         let (l, ls, lname) = self.join_input(left, outer)?;
@@ -1066,22 +1081,14 @@ impl<'a> Executor<'a> {
                 all
             }
         };
-        let request = JoinRequest {
-            left: JoinSide::Local(l),
-            right: JoinSide::Local(r),
-            kind: *kind,
-            on: on
-                .as_ref()
-                .map(|e| e.bind_runtime(self.params, outer))
-                .transpose()?,
-            equi: self.bind_equi(equi, outer)?,
-            left_width: *left_width,
-            right_width: *right_width,
-            read_ts: self.read_ts,
-            txn: self.txn,
-            max_bytes: self.shard_join_budget(shards.len()),
-            shipped_matches: false,
-        };
+        let request = self.join_request(
+            join,
+            (JoinSide::Local(l), JoinSide::Local(r)),
+            *kind,
+            shards.len(),
+            false,
+            outer,
+        )?;
         let name = format!("{lname} ⋈ {rname} (co-located)");
         Ok(self.run_shard_join(join, &name, &shards, request)?.0)
     }
@@ -1142,7 +1149,7 @@ impl<'a> Executor<'a> {
         }
         let (input, shards, local_name) = self.join_input(local_plan, outer)?;
         let shipped_rows = Arc::new(shipped_rows);
-        let (l, r) = match shipped {
+        let sides = match shipped {
             Side::Left => (
                 JoinSide::Shipped(shipped_rows.clone()),
                 JoinSide::Local(input),
@@ -1152,22 +1159,8 @@ impl<'a> Executor<'a> {
                 JoinSide::Shipped(shipped_rows.clone()),
             ),
         };
-        let request = JoinRequest {
-            left: l,
-            right: r,
-            kind: shard_kind,
-            on: on
-                .as_ref()
-                .map(|e| e.bind_runtime(self.params, outer))
-                .transpose()?,
-            equi: self.bind_equi(equi, outer)?,
-            left_width: *left_width,
-            right_width: *right_width,
-            read_ts: self.read_ts,
-            txn: self.txn,
-            max_bytes: self.shard_join_budget(shards.len()),
-            shipped_matches: pad_shipped,
-        };
+        let request =
+            self.join_request(join, sides, shard_kind, shards.len(), pad_shipped, outer)?;
         let name = format!(
             "{local_name} ⋈ {} shipped rows (broadcast)",
             shipped_rows.len()

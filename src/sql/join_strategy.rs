@@ -201,24 +201,7 @@ pub fn choose_strategies(
 ) -> SqlResult<Plan> {
     let mut plan = plan;
     annotate(&mut plan, choice, map);
-    plan.map_exprs(&mut |e| {
-        e.transform(&mut |x| match x {
-            Expr::Subquery {
-                id,
-                kind,
-                plan,
-                lhs,
-                correlated,
-            } => Ok(Expr::Subquery {
-                id,
-                kind,
-                plan: Box::new(choose_strategies(*plan, choice, map)?),
-                lhs,
-                correlated,
-            }),
-            other => Ok(other),
-        })
-    })
+    plan.map_subquery_plans(&mut |p| choose_strategies(p, choice, map))
 }
 
 fn annotate(plan: &mut Plan, choice: Choice<'_>, map: &crate::placement::ShardMap) {

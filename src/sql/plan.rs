@@ -466,6 +466,29 @@ impl Plan {
         })
     }
 
+    /// Replaces the plan of every subquery in this plan's expressions (the top level of each:
+    /// `f` decides whether to descend further) by `f` of it.
+    pub fn map_subquery_plans(self, f: &mut dyn FnMut(Plan) -> SqlResult<Plan>) -> SqlResult<Plan> {
+        self.map_exprs(&mut |e| {
+            e.transform(&mut |x| match x {
+                Expr::Subquery {
+                    id,
+                    kind,
+                    plan,
+                    lhs,
+                    correlated,
+                } => Ok(Expr::Subquery {
+                    id,
+                    kind,
+                    plan: Box::new(f(*plan)?),
+                    lhs,
+                    correlated,
+                }),
+                other => Ok(other),
+            })
+        })
+    }
+
     /// Calls `f` on each input plan of this node (not into subquery plans).
     pub fn for_each_input_mut(&mut self, f: &mut dyn FnMut(&mut Plan)) {
         match self {

@@ -35,24 +35,7 @@ use crate::sql::plan::{Access, AggCall, Plan, PushedOp, SortKey};
 
 /// Rewrites every eligible part of `plan`, including the plans of its subqueries.
 pub fn push_down(plan: Plan) -> SqlResult<Plan> {
-    rewrite(plan).map_exprs(&mut |e| {
-        e.transform(&mut |x| match x {
-            Expr::Subquery {
-                id,
-                kind,
-                plan,
-                lhs,
-                correlated,
-            } => Ok(Expr::Subquery {
-                id,
-                kind,
-                plan: Box::new(push_down(*plan)?),
-                lhs,
-                correlated,
-            }),
-            other => Ok(other),
-        })
-    })
+    rewrite(plan).map_subquery_plans(&mut push_down)
 }
 
 /// Bottom-up over the operator tree (the shapes above do not overlap).
